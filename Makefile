@@ -1,0 +1,50 @@
+# Two commands: `make demo` serves the example app, `make test` runs every check.
+# Both set up their own virtual environment in .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck pytest bench clean check-libmagic
+
+check-libmagic:
+	@$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('magic') is None)" || { \
+	  echo "libmagic is missing. Install it first:"; \
+	  echo "  Debian/Ubuntu: sudo apt-get install libmagic1"; \
+	  echo "  Fedora/RHEL:   sudo dnf install file-libs"; \
+	  echo "  macOS:         brew install libmagic"; \
+	  exit 1; }
+
+$(STAMP): pyproject.toml | check-libmagic
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check flask_resilience tests example_app bench
+	$(BIN)/ruff format --check flask_resilience tests example_app bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov --cov-branch --cov-report=term-missing --cov-fail-under=90
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+demo: $(STAMP)
+	$(BIN)/flask --app example_app init-db
+	@echo
+	@echo "Serving the example app on http://127.0.0.1:5000 (Ctrl-C to stop)."
+	@echo "  Log in at http://127.0.0.1:5000/login as alice@acme.test / alice-password"
+	@echo "  curl -s http://127.0.0.1:5000/api/documents -u alice@acme.test:alice-password"
+	@echo
+	$(BIN)/gunicorn --config example_app/gunicorn.conf.py 'example_app:create_app()'
+
+clean:
+	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
