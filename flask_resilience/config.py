@@ -1,0 +1,115 @@
+"""Every ``RESILIENCE_*`` configuration key: its default, its check and its meaning.
+
+``SETTINGS`` is the one list of the extension's own keys. ``load_config`` fills in
+the defaults with ``app.config.setdefault``, checks every value and warns about a
+``RESILIENCE_*`` key that is not known (usually a typo). docs/configuration.md
+documents each key; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from flask import Flask
+
+from .errors import ConfigurationError, ResilienceWarning
+
+Check = Callable[[str, Any], Any]
+"""Takes the key and the configured value; returns the value to use or raises."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    check: Check
+    doc: str
+
+
+def wrong_value(key: str, value: Any, expected: str) -> ConfigurationError:
+    """The error for a configuration value, in the one wording every key uses."""
+    return ConfigurationError(f"{key} is {value!r}; expected {expected}.")
+
+
+def check_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise wrong_value(key, value, "True or False")
+
+
+def check_number(*, minimum: float = 0, integer: bool = False, optional: bool = False) -> Check:
+    """A check for a number not below ``minimum`` (``None`` too when ``optional``)."""
+    kind = "a whole number" if integer else "a number"
+    expected = f"{kind} >= {minimum:g}" + (" or None" if optional else "")
+
+    def check(key: str, value: Any) -> int | float | None:
+        if value is None and optional:
+            return None
+        is_number = isinstance(value, int if integer else (int, float))
+        if is_number and not isinstance(value, bool) and math.isfinite(value) and value >= minimum:
+            return value  # type: ignore[no-any-return]
+        raise wrong_value(key, value, expected)
+
+    return check
+
+
+def check_choice(*choices: str) -> Check:
+    def check(key: str, value: Any) -> str:
+        if value in choices:
+            return value  # type: ignore[no-any-return]
+        raise wrong_value(key, value, "one of " + ", ".join(repr(c) for c in choices))
+
+    return check
+
+
+def check_str_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise wrong_value(key, value, "a list of strings")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "RESILIENCE_HARDEN_POOL",
+        True,
+        check_bool,
+        "Merge production pool defaults into SQLALCHEMY_ENGINE_OPTIONS and SQLALCHEMY_BINDS.",
+    ),
+)
+
+SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+
+
+def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """Read, default and check every ``RESILIENCE_*`` key of ``app.config``.
+
+    :param overrides: values given to the extension's constructor; they win over
+        ``app.config``, the way Flask-Limiter's constructor arguments do.
+    """
+    _warn_unknown_keys(app.config)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if overrides and setting.name in overrides:
+            raw = overrides[setting.name]
+        else:
+            raw = app.config.setdefault(setting.name, setting.default)
+        values[setting.name] = setting.check(setting.name, raw)
+    return MappingProxyType(values)
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    for key in config:
+        if key.startswith("RESILIENCE_") and key not in SETTING_NAMES:
+            close = difflib.get_close_matches(key, SETTING_NAMES, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            warnings.warn(
+                f"Unknown configuration key {key}; flask_resilience ignores it.{hint}",
+                ResilienceWarning,
+                stacklevel=4,
+            )

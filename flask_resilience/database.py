@@ -1,0 +1,269 @@
+"""Flask-SQLAlchemy pool hardening, pool status and rollback after a failed request.
+
+The production defaults are merged into ``SQLALCHEMY_ENGINE_OPTIONS`` and into each
+``SQLALCHEMY_BINDS`` entry with ``setdefault``, so anything the user set wins. They
+are only applied to queue pools: ``NullPool`` keeps no connection to recycle or
+ping, and the ``StaticPool`` Flask-SQLAlchemy gives an in-memory SQLite database
+would lose the database if its one connection were recycled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from flask import Flask, got_request_exception
+from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
+
+from .config import wrong_value
+from .errors import ConfigurationError, ResilienceWarning
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+logger = logging.getLogger("flask_resilience")
+
+POOL_DEFAULTS: Mapping[str, Any] = {
+    "pool_size": 10,
+    "max_overflow": 20,
+    "pool_recycle": 3600,
+    "pool_pre_ping": True,
+    "pool_timeout": 30,
+}
+
+# create_engine's option name -> the pool constructor's argument name.
+_POOL_ARGUMENTS = {
+    "pool_size": "pool_size",
+    "max_overflow": "max_overflow",
+    "pool_timeout": "timeout",
+    "pool_recycle": "recycle",
+    "pool_pre_ping": "pre_ping",
+}
+
+_LEGACY_KEYS = {
+    "SQLALCHEMY_POOL_SIZE": "pool_size",
+    "SQLALCHEMY_MAX_OVERFLOW": "max_overflow",
+    "SQLALCHEMY_POOL_TIMEOUT": "pool_timeout",
+    "SQLALCHEMY_POOL_RECYCLE": "pool_recycle",
+}
+
+EngineOptions = dict[str, Any]
+
+
+def harden_pool(app: Flask, db: SQLAlchemy) -> dict[str | None, EngineOptions]:
+    """Merge the pool defaults into the app's engine options and make them take effect.
+
+    Works whether ``db.init_app(app)`` ran before or after: when the engines already
+    exist, Flask-SQLAlchemy's own ``init_app`` is run once more, which disposes them
+    and builds them again from the hardened options.
+
+    :return: the pool options in force for each bind key (``None``: the default bind).
+    """
+    _warn_legacy_keys(app.config)
+    constructor_options: Mapping[str, Any] = getattr(db, "_engine_options", {})
+    in_force: dict[str | None, EngineOptions] = {}
+
+    engine_options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    uri = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if uri is not None or "url" in engine_options:
+        url = uri if uri is not None else engine_options["url"]
+        in_force[None] = _harden(None, engine_options, url, constructor_options)
+
+    binds = app.config.setdefault("SQLALCHEMY_BINDS", {})
+    for key, value in list(binds.items()):
+        options = dict(value) if isinstance(value, Mapping) else {"url": value}
+        in_force[key] = _harden(key, options, options.get("url"), constructor_options)
+        binds[key] = options
+
+    if "sqlalchemy" in app.extensions:
+        _rebuild_engines(app, db)
+    return in_force
+
+
+def _harden(
+    bind: str | None, options: EngineOptions, url: Any, constructor: Mapping[str, Any]
+) -> EngineOptions:
+    """Validate one engine's options, add the defaults its pool takes, drop what it can't."""
+    where = "SQLALCHEMY_ENGINE_OPTIONS" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]"
+    _check_pool_options(where, options)
+    if "pool" in options or "creator" in options:
+        return {}  # a pool or connection factory of the user's own: leave it alone
+    pool_class = _pool_class({**constructor, **options}, url)
+    accepted = _accepted_options(pool_class)
+
+    dropped = sorted(name for name in POOL_DEFAULTS if name in options and name not in accepted)
+    for name in dropped:
+        del options[name]
+    if dropped:
+        warnings.warn(
+            f"{where}: {', '.join(dropped)} dropped because {pool_class.__name__}"
+            " does not take it.",
+            ResilienceWarning,
+            stacklevel=5,
+        )
+    if issubclass(pool_class, QueuePool):
+        for name, default in POOL_DEFAULTS.items():
+            if name not in constructor:
+                options.setdefault(name, default)
+    return {name: options[name] for name in POOL_DEFAULTS if name in options}
+
+
+def _check_pool_options(where: str, options: Mapping[str, Any]) -> None:
+    def whole(name: str, minimum: int) -> None:
+        value = options.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < minimum
+        ):
+            raise wrong_value(f"{where}[{name!r}]", value, f"a whole number >= {minimum}")
+
+    whole("pool_size", 0)
+    whole("max_overflow", -1)
+    whole("pool_recycle", -1)
+    timeout = options.get("pool_timeout")
+    if isinstance(timeout, float) and not timeout.is_integer():
+        raise ConfigurationError(
+            f"{where}['pool_timeout'] is {timeout!r}; Flask-SQLAlchemy builds engines with"
+            " engine_from_config, which truncates it to a whole number of seconds."
+            f" Use a whole number, such as {max(1, round(timeout))}."
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise wrong_value(f"{where}['pool_timeout']", timeout, "a whole number of seconds > 0")
+    pre_ping = options.get("pool_pre_ping")
+    if pre_ping is not None and not isinstance(pre_ping, bool):
+        raise wrong_value(f"{where}['pool_pre_ping']", pre_ping, "True or False")
+
+
+def _pool_class(options: Mapping[str, Any], url: Any) -> type[Pool]:
+    """The pool class the engine will get, by the same rules as Flask-SQLAlchemy."""
+    if "poolclass" in options:
+        pool_class: type[Pool] = options["poolclass"]
+        return pool_class
+    if url is None:
+        raise ConfigurationError(
+            "An engine in SQLALCHEMY_BINDS has no 'url'; give each bind a database URL."
+        )
+    try:
+        parsed = sa.engine.make_url(url)
+        dialect = parsed.get_dialect()
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+        raise ConfigurationError(f"Cannot read the database URL: {error}") from error
+    if parsed.get_backend_name() == "sqlite" and parsed.database in {None, "", ":memory:"}:
+        return StaticPool
+    return cast("type[DefaultDialect]", dialect).get_pool_class(parsed)
+
+
+def _accepted_options(pool_class: type[Pool]) -> set[str]:
+    parameters: set[str] = set()
+    for klass in pool_class.__mro__:
+        if "__init__" in vars(klass):
+            parameters.update(inspect.signature(vars(klass)["__init__"]).parameters)
+    return {option for option, argument in _POOL_ARGUMENTS.items() if argument in parameters}
+
+
+def _rebuild_engines(app: Flask, db: SQLAlchemy) -> None:
+    """Let Flask-SQLAlchemy build its engines again from the hardened options."""
+    if app.extensions["sqlalchemy"] is not db:
+        raise ConfigurationError(
+            "The app is registered with another SQLAlchemy instance than the db given to"
+            " Resilience.init_app; pass that instance."
+        )
+    if not hasattr(db, "_app_engines"):  # pragma: no cover - a Flask-SQLAlchemy we do not know
+        raise ConfigurationError(
+            "Call resilience.init_app(app, db=db) before db.init_app(app) with this"
+            " version of Flask-SQLAlchemy."
+        )
+    del app.extensions["sqlalchemy"]
+    try:
+        db.init_app(app)
+    except AssertionError as error:  # Flask refuses setup after the first request
+        app.extensions["sqlalchemy"] = db
+        raise ConfigurationError(
+            "Call resilience.init_app(app, db=db) while setting the app up, before it"
+            " handles its first request."
+        ) from error
+    # Its second init_app registered its teardown and shell context once more.
+    _drop_repeats(app.teardown_appcontext_funcs)
+    _drop_repeats(app.shell_context_processors)
+
+
+def _drop_repeats(items: list[Any]) -> None:
+    unique: list[Any] = []
+    for item in items:
+        if item not in unique:
+            unique.append(item)
+    items[:] = unique
+
+
+def _warn_legacy_keys(config: Mapping[str, Any]) -> None:
+    for key, option in _LEGACY_KEYS.items():
+        if key in config:
+            warnings.warn(
+                f"{key} was removed in Flask-SQLAlchemy 3.0 and has no effect; set"
+                f" SQLALCHEMY_ENGINE_OPTIONS = {{{option!r}: {config[key]!r}}} instead.",
+                ResilienceWarning,
+                stacklevel=5,
+            )
+
+
+def pool_status(
+    db: SQLAlchemy, limits: Mapping[str | None, EngineOptions]
+) -> dict[str | None, dict[str, Any]]:
+    """Live counters of each engine's pool, with the limits it was configured with."""
+    status: dict[str | None, dict[str, Any]] = {}
+    for key, engine in db.engines.items():
+        pool = engine.pool
+        entry: dict[str, Any] = {
+            "url": engine.url.render_as_string(hide_password=True),
+            "pool": type(pool).__name__,
+            "size": None,
+            "checked_out": None,
+            "overflow": None,
+            "checked_in": None,
+            "limits": dict(limits.get(key, {})),
+        }
+        if isinstance(pool, QueuePool):
+            entry.update(
+                size=pool.size(),
+                checked_out=pool.checkedout(),
+                overflow=max(0, pool.overflow()),
+                checked_in=pool.checkedin(),
+            )
+        status[key] = entry
+    return status
+
+
+def rollback_on_error(app: Flask, db: SQLAlchemy) -> None:
+    """Roll the request's session back before any error handler runs.
+
+    A failed flush leaves the session unusable until it is rolled back; an error
+    handler that queries (for the current user, say) would then raise
+    ``PendingRollbackError`` and turn a clean error page into a second failure.
+    Flask has no hook between an exception and its handler, so the app's
+    ``handle_user_exception`` is wrapped; ``got_request_exception`` covers errors
+    raised after the view, which skip ``handle_user_exception``.
+    """
+
+    def rollback(*_args: object, **_kwargs: object) -> None:
+        if not db.session.registry.has():
+            return  # the request never opened a session
+        try:
+            db.session.rollback()
+        except Exception:  # the connection may be gone; the request's error matters more
+            logger.warning("Rolling back the session after an error failed", exc_info=True)
+            db.session.remove()
+
+    handle_user_exception = app.handle_user_exception
+
+    def handle_user_exception_after_rollback(error: Exception) -> Any:
+        rollback()
+        return handle_user_exception(error)
+
+    setattr(app, "handle_user_exception", handle_user_exception_after_rollback)  # noqa: B010
+    got_request_exception.connect(rollback, app, weak=False)

@@ -1,0 +1,48 @@
+"""Exception and warning classes raised by flask_resilience."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+
+
+class ConfigurationError(ValueError):
+    """A configuration value is wrong; raised by ``init_app``, never at request time.
+
+    The message names the key, the value found and what is expected.
+    """
+
+
+class ResilienceWarning(UserWarning):
+    """A configuration that works but is probably not what was meant.
+
+    Filter it like any warning category::
+
+        warnings.filterwarnings("ignore", category=ResilienceWarning)
+    """
+
+
+class ProblemError(HTTPException):
+    """An HTTP error that carries extra members for its problem+json body.
+
+    Subclass it together with the Werkzeug exception of the status, so that
+    ``app.errorhandler(status)`` still finds it::
+
+        class UploadRejected(ProblemError, UnsupportedMediaType):
+            pass
+
+        raise UploadRejected("Not an image.", errors=[{"field": "file", ...}])
+
+    :param detail: the problem's ``detail``: safe to show to the client.
+    :param headers: extra response headers, such as ``Retry-After``.
+    :param members: extra members of the problem document, such as ``errors``.
+    """
+
+    def __init__(
+        self, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **members: Any
+    ) -> None:
+        super().__init__(description=detail)
+        self.extra_headers = dict(headers or {})
+        self.members = members

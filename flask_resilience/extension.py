@@ -1,0 +1,93 @@
+"""The ``Resilience`` extension: reads the configuration and wires every part."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app
+
+from . import database
+from .config import load_config
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+
+@dataclass
+class _State:
+    """What the extension keeps for one app, as ``app.extensions["resilience"]``."""
+
+    extension: Resilience
+    config: Mapping[str, Any]
+    db: SQLAlchemy | None = None
+    pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+
+
+class Resilience:
+    """Keeps a Flask application up.
+
+    ::
+
+        resilience = Resilience()
+        resilience.init_app(app, db=db)
+
+    One instance may serve several apps (an application factory); everything it
+    knows about an app lives in ``app.extensions["resilience"]``.
+
+    :param app: the app to initialise now; or call :meth:`init_app` later.
+    :param db: the app's ``flask_sqlalchemy.SQLAlchemy``, if it has one.
+    """
+
+    def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
+        self._db = db
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, db: SQLAlchemy | None = None) -> None:
+        """Check the configuration and turn every part on for ``app``.
+
+        :param db: the app's ``flask_sqlalchemy.SQLAlchemy``; overrides the one given
+            to the constructor. ``db.init_app(app)`` may run before or after this.
+        :raises ConfigurationError: a configuration value is wrong.
+        :raises RuntimeError: the app already has a ``Resilience`` instance.
+        """
+        if "resilience" in app.extensions:
+            raise RuntimeError(
+                "A 'Resilience' instance has already been registered on this Flask app."
+                " Import and use that instance instead."
+            )
+        state = _State(extension=self, config=load_config(app), db=db or self._db)
+
+        if state.db is not None:
+            if state.config["RESILIENCE_HARDEN_POOL"]:
+                state.pool_options = database.harden_pool(app, state.db)
+            database.rollback_on_error(app, state.db)
+
+        app.extensions["resilience"] = state
+
+    def pool_status(self) -> dict[str | None, dict[str, Any]]:
+        """The pool of each engine of the current app: live counters and limits.
+
+        Keyed like ``db.engines`` (``None`` is the default bind). Each entry has
+        ``url`` (password hidden), ``pool`` (class name), ``size``, ``checked_out``,
+        ``overflow``, ``checked_in`` (``None`` for pools that keep no count) and
+        ``limits`` (the pool options in force). Needs an app context.
+        """
+        state = _get_state()
+        if state.db is None:
+            return {}
+        return database.pool_status(state.db, state.pool_options)
+
+
+def _get_state(app: Flask | None = None) -> _State:
+    app = app or current_app
+    try:
+        state: _State = app.extensions["resilience"]
+    except KeyError:
+        raise RuntimeError(
+            "The current Flask app is not registered with flask_resilience."
+            " Did you forget to call 'resilience.init_app(app)'?"
+        ) from None
+    return state
