@@ -1,0 +1,39 @@
+"""The benchmark table: one row per measured figure, with its target."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    figure: float
+    unit: str
+    target: str
+    met: bool
+
+
+def median_seconds(work: Callable[[], object], *, repeat: int, rounds: int) -> float:
+    """Median over ``rounds`` of the time one call of ``work`` takes (``repeat`` calls a round)."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            work()
+        samples.append((time.perf_counter() - start) / repeat)
+    return statistics.median(samples)
+
+
+def render(rows: list[Row]) -> str:
+    width = max(len(row.name) for row in rows)
+    lines = [f"{'benchmark':<{width}}  {'figure':>12}  {'target':<16}  met", "-" * (width + 40)]
+    for row in rows:
+        figure = f"{row.figure:,.2f} {row.unit}"
+        lines.append(
+            f"{row.name:<{width}}  {figure:>12}  {row.target:<16}  {'yes' if row.met else 'NO'}"
+        )
+    return "\n".join(lines)
