@@ -10,18 +10,19 @@ MariaDB ``max_statement_time``). A cancelled statement is answered 504.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from .errors import RequestDeadlineExceeded
-from .log import request_state
+from .log import ENVIRON_STARTED, request_state
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_resilience")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_deadline: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
+# A deadline narrowed by query_timeout(); the request's own comes from its start.
+_narrowed: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
 _TIMEOUT_SET = "flask_resilience_timeout_set"
+# The smallest budget any view was given: below it no request can have overrun.
+_shortest_view_budget = math.inf
 
 
 def request_timeout(seconds: float | None) -> Callable[[F], F]:
@@ -49,6 +53,9 @@ def request_timeout(seconds: float | None) -> Callable[[F], F]:
         raise ValueError(f"request_timeout takes seconds > 0 or None, not {seconds!r}.")
 
     def mark(view: F) -> F:
+        global _shortest_view_budget
+        if seconds is not None:
+            _shortest_view_budget = min(_shortest_view_budget, seconds)
         view._resilience_timeout = seconds  # type: ignore[attr-defined]
         return view
 
@@ -67,59 +74,58 @@ def query_timeout(seconds: float) -> Iterator[None]:
     It never extends the request's own deadline. Works outside requests too
     (commands, jobs) for transactions begun inside the block.
     """
-    previous = _deadline.get()
+    previous = _narrowed.get()
     narrowed = time.perf_counter() + seconds
-    token = _deadline.set(narrowed if previous is None else min(previous, narrowed))
+    token = _narrowed.set(narrowed if previous is None else min(previous, narrowed))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _narrowed.reset(token)
 
 
 def remaining_time() -> float | None:
     """Seconds left before the current deadline, or ``None`` when there is none."""
-    deadline = _deadline.get()
+    deadline = _current_deadline()
     return None if deadline is None else deadline - time.perf_counter()
 
 
+def _current_deadline() -> float | None:
+    narrowed = _narrowed.get()
+    for_request = _request_deadline() if has_request_context() else None
+    if narrowed is None or for_request is None:
+        return narrowed if for_request is None else for_request
+    return min(narrowed, for_request)
+
+
+def _request_deadline() -> float | None:
+    """The request's start plus its view's budget, or the app's."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    default = current_app.extensions["resilience"].config["RESILIENCE_REQUEST_TIMEOUT"]
+    budget: float | None = getattr(view, "_resilience_timeout", default)
+    return None if budget is None else request_state().started + budget
+
+
 def init_app(app: Flask, db: SQLAlchemy | None) -> None:
-    app.before_request(_start_deadline)
-    app.after_request(_note_slow_request)
-    app.teardown_request(_clear_deadline)
+    # The deadline is worked out when a transaction begins, not in a hook run on
+    # every request: most requests of most apps never need it.
+    app.teardown_request(_note_overrun)
     if db is not None and not event.contains(db.session, "after_begin", _limit_transaction):
         event.listen(db.session, "after_begin", _limit_transaction)
 
 
-def _start_deadline() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    budget = getattr(view, "_resilience_timeout", _configured_timeout())
-    if budget is not None:
-        _deadline.set(request_state().started + budget)
-        request_state().deadline = request_state().started + budget
-
-
-def _configured_timeout() -> float | None:
-    timeout: float | None = current_app.extensions["resilience"].config[
-        "RESILIENCE_REQUEST_TIMEOUT"
-    ]
-    return timeout
-
-
-def _note_slow_request(response: Response) -> Response:
-    deadline = request_state().deadline
-    if deadline is not None and time.perf_counter() > deadline:
+def _note_overrun(_error: BaseException | None) -> None:
+    """Count and log a request that finished after its deadline."""
+    elapsed = time.perf_counter() - request.environ.get(ENVIRON_STARTED, 0.0)
+    default = current_app.extensions["resilience"].config["RESILIENCE_REQUEST_TIMEOUT"]
+    if elapsed < min(default or math.inf, _shortest_view_budget):
+        return  # the common case, decided without looking up the view
+    deadline = _request_deadline()
+    overrun = 0.0 if deadline is None else time.perf_counter() - deadline
+    if overrun > 0:
         current_app.extensions["resilience"].count_slow_request()
         logger.warning(
-            "%s %s finished after its deadline (%.1f s over)",
-            request.method,
-            request.path,
-            time.perf_counter() - deadline,
+            "%s %s finished %.1f s after its deadline", request.method, request.path, overrun
         )
-    return response
-
-
-def _clear_deadline(_error: BaseException | None) -> None:
-    _deadline.set(None)
 
 
 def _limit_transaction(_session: Any, _transaction: Any, connection: Connection) -> None:
