@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import client_errors, database, deadlines, log, problems
+from . import access, client_errors, database, deadlines, log, problems, sessions
 from .config import load_config
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -25,6 +28,9 @@ class _State:
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
     slow_requests: int = 0
+    guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
+    # The session timeouts' clock, in seconds; tests may set another.
+    time_source: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_slow_request(self) -> None:
@@ -47,8 +53,12 @@ class Resilience:
     :param db: the app's ``flask_sqlalchemy.SQLAlchemy``, if it has one.
     """
 
+    permission_denied = access.permission_denied
+    """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.access``)."""
+
     def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
         self._db = db
+        self._guards = access.GuardCallbacks()
         if app is not None:
             self.init_app(app)
 
@@ -65,7 +75,9 @@ class Resilience:
                 "A 'Resilience' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
-        state = _State(extension=self, config=load_config(app), db=db or self._db)
+        state = _State(
+            extension=self, config=load_config(app), db=db or self._db, guards=self._guards
+        )
 
         config = state.config
 
@@ -78,6 +90,7 @@ class Resilience:
         deadlines.init_app(app, state.db)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
+        sessions.init_app(app, state)
 
         app.extensions["resilience"] = state
 
@@ -93,6 +106,42 @@ class Resilience:
         if state.db is None:
             return {}
         return database.pool_status(state.db, state.pool_options)
+
+    # Callbacks of the guards, registered like Flask-Login's user_loader, before or
+    # after init_app. Each returns the callback, so they work as decorators.
+
+    def session_validator(self, callback: F) -> F:
+        """Register ``callback(session) -> bool``, run on every request that has a session.
+
+        Anything but ``True`` (``False``, ``None``, an exception) clears the session
+        and the request goes on as anonymous.
+        """
+        self._guards.session_validator = callback
+        return callback
+
+    def user_loader(self, callback: F) -> F:
+        """Register ``callback() -> user or None``: the user of the current request.
+
+        It wins over Flask-Login's ``current_user``. A user whose
+        ``is_authenticated`` is not ``True`` counts as anonymous.
+        """
+        self._guards.user_loader = callback
+        return callback
+
+    def permission_loader(self, callback: F) -> F:
+        """Register ``callback(user) -> iterable of permission names``."""
+        self._guards.permission_loader = callback
+        return callback
+
+    def role_loader(self, callback: F) -> F:
+        """Register ``callback(user) -> iterable of role names``."""
+        self._guards.role_loader = callback
+        return callback
+
+    def org_access_loader(self, callback: F) -> F:
+        """Register ``callback(user, org_id) -> bool``: only ``True`` lets the user in."""
+        self._guards.org_access_loader = callback
+        return callback
 
 
 def _get_state(app: Flask | None = None) -> _State:
