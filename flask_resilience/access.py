@@ -68,9 +68,13 @@ def required_names(guard: str, names: tuple[Any, ...]) -> tuple[str, ...]:
 
 
 def state() -> _State:
-    from .extension import _get_state  # the extension imports this module
+    try:
+        found: _State = current_app.extensions["resilience"]
+    except KeyError:
+        from .extension import _get_state  # the extension imports this module
 
-    return _get_state()
+        return _get_state()  # raises, saying what to do
+    return found
 
 
 def is_outage(error: Exception) -> bool:
@@ -106,7 +110,7 @@ def is_login_view() -> bool:
 def refuse_unauthenticated(reason: str, detail: str, *, required: tuple[str, ...] = ()) -> Response:
     """Redirect a browser to the login view, or raise :class:`Unauthenticated`."""
     announce(None, 401, reason, required=required)
-    if is_browser_request():
+    if is_browser_request() and not is_login_view():  # no redirect loop on the login view
         target = _login_url()
         if target is not None:
             return redirect(target, 302 if request.method in {"GET", "HEAD"} else 303)
@@ -159,7 +163,8 @@ def _login_url() -> str | None:
                 current_request_id(),
             )
             return None
-    # A relative path only: the login view must not be steered to another site.
-    next_path = request.full_path.rstrip("?")
+    # A path on this site only: one starting with two slashes (or a slash and a backslash)
+    # would send the browser to another host.
+    next_path = "/" + (request.script_root + request.full_path).rstrip("?").lstrip("/\\")
     separator = "&" if "?" in base else "?"
     return f"{base}{separator}{urlencode({'next': next_path})}"

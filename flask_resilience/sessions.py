@@ -172,6 +172,8 @@ class GuardedSessionInterface(SessionInterface):
         self.pickle_based = inner.pickle_based
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (copy, unpickling): no endless lookup
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
@@ -392,7 +394,8 @@ def forget_user() -> None:
 
 def _exempt_from_expiry() -> bool:
     """The login view (to log in again) and static files go on, anonymous."""
-    return request.endpoint == "static" or access.is_login_view()
+    endpoint = request.endpoint or ""
+    return endpoint == "static" or endpoint.endswith(".static") or access.is_login_view()
 
 
 # -- Helpers for views -----------------------------------------------------------------------

@@ -161,6 +161,38 @@ def test_unknown_login_endpoint_answers_401_and_logs(caplog: pytest.LogCaptureFi
     assert "'auth.login' is not an endpoint" in errors_logged(caplog)[0].getMessage()
 
 
+def test_next_never_points_to_another_host() -> None:
+    app, _ = guarded_app(RESILIENCE_LOGIN_VIEW="login")
+
+    @app.get("/<path:anything>")
+    @login_required
+    def catch_all(anything: str) -> str:
+        return anything
+
+    client = app.test_client()
+    for path in ("//evil.example/x", "/\\evil.example/x"):
+        response = client.get("/", headers=BROWSER, environ_overrides={"PATH_INFO": path})
+        location = response.headers["Location"]
+        assert location == "/login?next=%2Fevil.example%2Fx", path
+
+
+def test_next_keeps_the_script_root() -> None:
+    app, _ = guarded_app(RESILIENCE_LOGIN_VIEW="login")
+    response = app.test_client().get("/docs", headers=BROWSER, base_url="http://localhost/app")
+    assert response.headers["Location"] == "/app/login?next=%2Fapp%2Fdocs"
+
+
+def test_a_guarded_login_view_answers_401_instead_of_redirecting_to_itself() -> None:
+    app, _ = make_app(RESILIENCE_LOGIN_VIEW="signin")
+
+    @app.get("/signin")
+    @login_required
+    def signin() -> str:
+        return "signin"
+
+    assert app.test_client().get("/signin", headers=BROWSER).status_code == 401
+
+
 def test_user_that_is_not_authenticated_is_anonymous() -> None:
     app, resilience = guarded_app()
     resilience.user_loader(lambda: User(9, {"documents:write"}, is_authenticated=False))
@@ -609,3 +641,25 @@ def test_guard_on_an_app_without_the_extension_says_what_to_do() -> None:
     app.add_url_rule("/api/docs", view_func=permission_required("documents:write")(lambda: "x"))
     with pytest.raises(RuntimeError, match="init_app"):
         app.test_client().get("/api/docs")
+
+
+# -- Async views and loaders ----------------------------------------------------------------------
+
+
+def test_async_views_and_loaders_are_guarded() -> None:
+    app, resilience = make_app()
+
+    @resilience.permission_loader
+    async def permissions(user: User) -> set[str]:
+        return user.permissions
+
+    @app.get("/api/async")
+    @permission_required("documents:write")
+    async def async_docs() -> str:
+        return "async docs"
+
+    client = app.test_client()
+    log_in(client, 2)
+    assert client.get("/api/async").status_code == 403
+    log_in(client, 1)
+    assert client.get("/api/async").get_data(as_text=True) == "async docs"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import flask_login
 import pytest
-from flask import Flask, request, session
+from flask import Blueprint, Flask, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
+from flask_resilience.config import SETTING_NAMES
 from flask_resilience.sessions import (
     SEEN,
     STARTED,
@@ -381,6 +383,23 @@ def test_expired_session_on_login_view_and_preflight_goes_on_anonymous() -> None
     assert client.options("/api/preflight").status_code == 200
 
 
+def test_expired_session_fetching_a_blueprint_static_file_goes_on(tmp_path: Any) -> None:
+    (tmp_path / "site.css").write_text("body {}")
+    app, clock = timed_app(RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=10)
+    app.register_blueprint(Blueprint("theme", __name__, static_folder=str(tmp_path)))
+    client = app.test_client()
+    client.get("/start")
+    clock.advance(11)
+    # The app's own static route: not found (it has no static folder), but not redirected.
+    assert client.get("/static/site.css", headers=BROWSER).status_code == 404
+    client.get("/start")
+    clock.advance(11)
+    with app.test_request_context():
+        url = url_for("theme.static", filename="site.css")
+    with client.get(url, headers=BROWSER) as response:
+        assert response.status_code == 200
+
+
 def test_session_written_before_timeouts_were_on_counts_from_now() -> None:
     app, clock = timed_app(RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=100)
     client = app.test_client()
@@ -688,3 +707,17 @@ def test_session_required_checks_the_schema_type_too() -> None:
 def test_session_required_refuses_empty_or_odd_keys(keys: tuple[Any, ...]) -> None:
     with pytest.raises(ConfigurationError):
         session_required(*keys)
+
+
+def test_every_guard_setting_is_documented() -> None:
+    reference = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for key in (
+        "RESILIENCE_SESSION_SCHEMA",
+        "RESILIENCE_SESSION_IDLE_TIMEOUT",
+        "RESILIENCE_SESSION_ABSOLUTE_TIMEOUT",
+        "RESILIENCE_SESSION_STRICT",
+        "RESILIENCE_LOGIN_VIEW",
+        "RESILIENCE_ORG_ID_SOURCE",
+    ):
+        assert key in SETTING_NAMES
+        assert f"| `{key}` |" in reference, key
