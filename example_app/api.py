@@ -1,24 +1,20 @@
-"""The JSON API under ``/api``: every route needs a user and sees only their organization."""
+"""The JSON API under ``/api``: every route needs a user and sees only their organization.
+
+Errors are raised as HTTP exceptions; flask_resilience answers them as
+problem+json documents (RFC 9457), with the same shape on every route.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    current_app,
-    jsonify,
-    request,
-    send_from_directory,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, request, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
-from werkzeug.exceptions import HTTPException
-from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.exceptions import BadGateway
+
+from flask_resilience import ProblemError
 
 from .auth import current_account
 from .documents import (
@@ -41,30 +37,8 @@ def require_login() -> None:
     """Every API route needs a user; a per-route decorator is one to forget."""
 
 
-def problem(
-    status: int, detail: str | None = None, headers: Any = None, **members: Any
-) -> Response:
-    """An RFC 9457 problem document: one error shape for every API client."""
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTP_STATUS_CODES.get(status, "Unknown Error"),
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(members)
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.extend(headers or ())
-    response.content_type = "application/problem+json"
-    return response
-
-
-@bp.errorhandler(HTTPException)
-def http_error(error: HTTPException) -> Response:
-    # Flask's default error pages are HTML; keep headers such as WWW-Authenticate and Allow.
-    headers = [(key, value) for key, value in error.get_headers() if key != "Content-Type"]
-    return problem(error.code or 500, error.description, headers)
+class OutboundFailed(ProblemError, BadGateway):
+    """The outbound service failed; ``url`` and ``upstream_status`` say where and how."""
 
 
 def document_json(document: Document) -> dict[str, Any]:
@@ -168,11 +142,9 @@ def outbound() -> ResponseReturnValue:
     try:
         response = fetch(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
     except OutboundError as error:
-        current_app.logger.warning("Outbound call to %s failed: %s", config["OUTBOUND_URL"], error)
-        return problem(
-            502,
+        raise OutboundFailed(
             f"The outbound service {error}.",
             url=config["OUTBOUND_URL"],
             upstream_status=error.upstream_status,
-        )
+        ) from error
     return dataclasses.asdict(response)

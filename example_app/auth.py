@@ -71,7 +71,7 @@ def load_user_from_request(req: Request) -> User | None:
 @login_manager.unauthorized_handler
 def unauthorized() -> ResponseReturnValue:
     if request.blueprint == "api":
-        # Raised inside the API view, so the API's JSON error handler renders it.
+        # Raised, not returned: flask_resilience turns it into a problem+json answer.
         raise Unauthorized(
             "Send HTTP Basic credentials or log in first.",
             www_authenticate=WWWAuthenticate("basic", {"realm": API_REALM}),
