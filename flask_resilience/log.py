@@ -53,7 +53,8 @@ class RequestIdMiddleware:
         def start_response_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            headers.append((REQUEST_ID_HEADER, request_id))
+            if not any(name.lower() == "x-request-id" for name, _ in headers):
+                headers.append((REQUEST_ID_HEADER, request_id))
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start_response_with_id)

@@ -157,3 +157,15 @@ def test_log_json_setting_formats_the_handlers(make_app: Callable[..., Flask]) -
     finally:
         for handler, formatter in saved:
             handler.setFormatter(formatter)
+
+
+def test_a_request_id_set_by_the_view_is_not_doubled(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    @app.get("/own")
+    def own() -> tuple[str, int, dict[str, str]]:
+        return "", 204, {"X-Request-ID": "chosen-by-the-view"}
+
+    Resilience(app)
+    response = app.test_client().get("/own")
+    assert response.headers.getlist("X-Request-ID") == ["chosen-by-the-view"]
