@@ -106,10 +106,6 @@ def test_upload_rejects_unusable_files(
     assert stored_files(instance_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flask_resilience's error log reads request.form, which raises the 413 again",
-)
 def test_upload_too_large_is_refused(app: Flask, client: FlaskClient, instance_path: Path) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 1024
     response = upload(client, ALICE, b"x" * 2048)
