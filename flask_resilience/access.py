@@ -36,7 +36,8 @@ permission_denied = _signals.signal("permission-denied")
 Keyword arguments: ``user`` (``None`` when not authenticated), ``status`` (401 or
 403), ``reason`` (``login-required``, ``session-expired``, ``session-required``,
 ``permission``, ``role`` or ``organization``), ``required`` (the permission or
-role names, or session keys, the guard asked for) and ``org_id``. A receiver
+role names or session keys the guard asked for; for an organization, the name of
+its id) and ``org_id`` (the organization id asked for, if any). A receiver
 that raises is logged and ignored: auditing never changes the answer.
 """
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -374,10 +376,20 @@ def _run_validator(current: SessionMixin, state: _State) -> None:
     except Exception as error:
         if access.is_outage(error):
             raise  # a database that is down is a 503, not a bad session
-        logger.debug("The session validator raised", exc_info=True)
-        raise _Invalid(f"the session validator raised {type(error).__name__}") from error
+        # Where, not the message: an exception's message may quote the session.
+        raise _Invalid(
+            f"the session validator raised {type(error).__name__}{_raised_at(error)}"
+        ) from error
     if verdict is not True:
         raise _Invalid(f"the session validator returned {type(verdict).__name__}, not True")
+
+
+def _raised_at(error: Exception) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:  # pragma: no cover - an exception that was raised always has one
+        return ""
+    last = frames[-1]
+    return f" in {last.name} ({os.path.basename(last.filename)}:{last.lineno})"
 
 
 def _discard(current: SessionMixin) -> None:

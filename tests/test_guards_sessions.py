@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from pathlib import Path
@@ -187,6 +188,7 @@ def test_the_wrapper_answers_as_the_wrapped_interface() -> None:
         return "set"
 
     assert "custom=" in app.test_client().get("/set").headers["Set-Cookie"]
+    assert copy.copy(wrapper).inner is inner
 
 
 def test_an_interface_installed_after_init_is_guarded_from_the_next_request(
@@ -277,7 +279,11 @@ def test_validator_that_raises_clears_the_session_and_the_user_is_anonymous(
     with caplog.at_level(logging.WARNING, logger="flask_resilience"):
         response = client.get("/api/docs")
     assert response.status_code == 401
-    assert "the session validator raised KeyError" in guarded_records(caplog)[0].getMessage()
+    [record] = guarded_records(caplog)
+    assert "the session validator raised KeyError in broken (test_guards_sessions.py:" in (
+        record.getMessage()
+    )
+    assert "tenant" not in record.getMessage() and record.exc_info is None
 
 
 def test_validator_clears_a_user_already_loaded_by_flask_login() -> None:
