@@ -9,9 +9,9 @@ Authenticated but not allowed: 403. Each is announced with the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import urlencode
 
 from blinker import Namespace
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_resilience.guards")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 _signals = Namespace()
 
 permission_denied = _signals.signal("permission-denied")
@@ -43,6 +46,21 @@ that raises is logged and ignored: auditing never changes the answer.
 
 # Passed through by every guard: a CORS preflight carries no credentials.
 EXEMPT_METHODS = frozenset({"OPTIONS"})
+
+
+class ViewGuard(Protocol):
+    """What the guard decorators return.
+
+    The guarded view is a plain function that may answer a redirect instead of
+    the view's value; an ``async`` view is run to completion through
+    ``app.ensure_sync``, so it becomes a plain view returning what it awaited.
+    """
+
+    @overload
+    def __call__(self, view: Callable[P, Awaitable[R]]) -> Callable[P, R | Response]: ...
+
+    @overload
+    def __call__(self, view: Callable[P, R]) -> Callable[P, R | Response]: ...
 
 
 @dataclass

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from flask import current_app, g, request, session
 from werkzeug.wrappers import Response
@@ -116,7 +116,7 @@ def _log_failure(problem: str, error: Exception | None = None) -> None:
 Check = Callable[[Any, Mapping[str, Any]], None]
 
 
-def _guard(check: Check) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+def _guard(check: Check) -> access.ViewGuard:
     """A decorator that lets the view run only for an authenticated user ``check`` accepts.
 
     ``check`` raises the refusal itself; OPTIONS requests (CORS preflight) pass.
@@ -134,10 +134,18 @@ def _guard(check: Check) -> Callable[[Callable[P, R]], Callable[P, R | Response]
 
         return wrapper
 
-    return decorate
+    return cast(access.ViewGuard, decorate)
 
 
-def login_required(view: Callable[P, R]) -> Callable[P, R | Response]:
+@overload
+def login_required(view: Callable[P, Awaitable[R]]) -> Callable[P, R | Response]: ...
+
+
+@overload
+def login_required(view: Callable[P, R]) -> Callable[P, R | Response]: ...
+
+
+def login_required(view: Callable[P, Any]) -> Callable[P, Any]:
     """Answer 401 (or redirect a browser to the login view) unless a user is logged in.
 
     ::
@@ -149,9 +157,7 @@ def login_required(view: Callable[P, R]) -> Callable[P, R | Response]:
     return _guard(lambda _user, _kwargs: None)(view)
 
 
-def permission_required(
-    *names: str, any_of: bool = False
-) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+def permission_required(*names: str, any_of: bool = False) -> access.ViewGuard:
     """Let the view run only for a user with every one of ``names`` (any one: ``any_of``).
 
     ::
@@ -169,9 +175,7 @@ def permission_required(
     return _guard(_names_check("permission", required, any_of))
 
 
-def role_required(
-    *roles: str, any_of: bool = False
-) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+def role_required(*roles: str, any_of: bool = False) -> access.ViewGuard:
     """Let the view run only for a user with every one of ``roles`` (any one: ``any_of``).
 
     ::
@@ -249,7 +253,7 @@ def _as_names(result: Any) -> frozenset[str]:
 
 def org_access_required(
     org_id_arg: str = "org_id", *, source: str | None = None
-) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+) -> access.ViewGuard:
     """Let the view run only for a user the ``org_access_loader`` lets into the organization.
 
     ::

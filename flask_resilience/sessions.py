@@ -25,7 +25,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeGuard, TypeVar, cast
 
 from flask import Flask, Request, current_app, g, request, session
 from flask import Response as FlaskResponse
@@ -444,7 +444,7 @@ def rotate_session(*, keep: Iterable[str] = ()) -> None:
         g.pop("_login_user", None)
 
 
-def session_required(*keys: str) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+def session_required(*keys: str) -> access.ViewGuard:
     """Answer 401 (or redirect a browser to the login view) unless the session holds ``keys``.
 
     ::
@@ -473,7 +473,7 @@ def session_required(*keys: str) -> Callable[[Callable[P, R]], Callable[P, R | R
 
         return wrapper
 
-    return decorate
+    return cast(access.ViewGuard, decorate)
 
 
 def _holds(keys: tuple[str, ...]) -> bool:
