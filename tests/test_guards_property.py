@@ -6,12 +6,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from flask import Flask
+from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_resilience import Resilience, org_access_required, permission_required
-from tests.guards_helpers import API, BROWSER, SECRET, User
+from flask_resilience import (
+    Resilience,
+    org_access_required,
+    permission_required,
+    session_required,
+)
+from tests.guards_helpers import API, BROWSER, SECRET, USERS, Clock, User, raw_signed_cookie
 
 NEEDED = "documents:write"
 EXCEPTIONS = (ValueError, KeyError, TypeError, AttributeError, LookupError, RuntimeError, OSError)
@@ -133,3 +138,79 @@ def test_guarded_view_is_200_only_when_every_loader_said_allow(
         authenticated = user.kind == "allow"
         expected = {403} if authenticated else {401, 302, 303}
         assert response.status_code in expected
+
+
+# -- Whatever a session cookie holds ---------------------------------------------------------------
+
+TAGS = [" t", " di", " b", " m", " u", " d", " x"]  # Flask's tagged JSON, and an unknown tag
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        st.builds(lambda tag, value: {tag: value}, st.sampled_from(TAGS), inner),
+    ),
+    max_leaves=8,
+)
+sessions = st.dictionaries(
+    st.sampled_from(["uid", "org_id", "_user_id", "_resilience_started", "_resilience_seen", "x"]),
+    json_values,
+    max_size=5,
+)
+
+
+@cache
+def session_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        PROPAGATE_EXCEPTIONS=False,
+        RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))},
+        RESILIENCE_SESSION_IDLE_TIMEOUT=600,
+        RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=3600,
+        RESILIENCE_LOGIN_VIEW="login",
+    )
+    resilience = Resilience(app)
+    resilience.user_loader(lambda: USERS.get(session.get("uid")))  # type: ignore[arg-type]
+    resilience.permission_loader(lambda user: user.permissions)
+    resilience.session_validator(lambda sess: sess.get("x") != "forged")
+    clock = Clock(1_700_000_000)
+    app.extensions["resilience"].time_source = clock
+
+    @app.get("/login")
+    def login() -> str:
+        return "login"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return str(dict(session))
+
+    @app.get("/api/docs")
+    @session_required("uid")
+    @permission_required("documents:read")
+    def docs() -> str:
+        return "docs"
+
+    return app
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.one_of(
+        sessions.map(raw_signed_cookie),
+        sessions.map(lambda data: raw_signed_cookie(data, secret="another-key")),
+        st.text(
+            alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=';,\\"'),
+            max_size=60,
+        ),
+    ),
+    path=st.sampled_from(["/whoami", "/api/docs", "/login"]),
+    headers=st.sampled_from([API, BROWSER]),
+)
+def test_no_session_cookie_makes_a_500(content: str, path: str, headers: dict[str, str]) -> None:
+    client = session_app().test_client()
+    client.set_cookie("session", content)
+    response = client.get(path, headers=headers)
+    assert response.status_code < 500
+    assert response.status_code in {200, 302, 401, 403}
