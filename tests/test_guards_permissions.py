@@ -12,6 +12,7 @@ from flask import Flask, session
 
 from flask_resilience import (
     ConfigurationError,
+    PermissionDenied,
     Resilience,
     login_required,
     org_access_required,
@@ -663,3 +664,14 @@ def test_async_views_and_loaders_are_guarded() -> None:
     assert client.get("/api/async").status_code == 403
     log_in(client, 1)
     assert client.get("/api/async").get_data(as_text=True) == "async docs"
+
+
+def test_an_app_handler_for_the_denial_wins(app: Flask) -> None:
+    @app.errorhandler(PermissionDenied)
+    def forbidden(error: PermissionDenied) -> tuple[str, int]:
+        return f"custom {error.members['reason']}", 403
+
+    client = app.test_client()
+    log_in(client, 2)
+    response = client.get("/api/admin")
+    assert (response.status_code, response.get_data(as_text=True)) == (403, "custom role")
