@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,12 +76,66 @@ def check_str_list(key: str, value: Any) -> tuple[str, ...]:
     raise wrong_value(key, value, "a list of strings")
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a whole number or a size such as ``"10MB"`` or ``"1.5 GiB"``.
+
+    Units are binary whatever their spelling: ``"1KB"`` and ``"1KiB"`` are 1024 bytes.
+
+    :raises ValueError: not a size, or negative.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()])
+    raise ValueError(f"{value!r} is not a size; give bytes or a size such as '10MB'.")
+
+
+def check_size(key: str, value: Any) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise wrong_value(key, value, "a number of bytes or a size such as '10MB'") from None
+
+
+def check_optional_path(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        return str(os.fspath(value))
+    raise wrong_value(key, value, "a directory path or None")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RESILIENCE_HARDEN_POOL",
         True,
         check_bool,
         "Merge production pool defaults into SQLALCHEMY_ENGINE_OPTIONS and SQLALCHEMY_BINDS.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_MAX_SIZE",
+        10 * 1024 * 1024,
+        check_size,
+        "Largest upload a policy without max_size accepts: bytes or a size such as '10MB'.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_CATEGORIES",
+        ("images", "documents"),
+        check_str_list,
+        "Upload categories a policy that names neither categories nor extensions accepts.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_FOLDER",
+        None,
+        check_optional_path,
+        "Directory save_upload and send_upload use when given none; relative to the"
+        " instance folder.",
     ),
 )
 
