@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from . import database
+from . import database, uploads
 from .config import load_config
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class Resilience:
             if state.config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
+        uploads.init_app(app, state.config)
 
         app.extensions["resilience"] = state
 
