@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from .errors import ConfigurationError, ProblemError, ResilienceWarning
+from .deadlines import query_timeout, request_timeout
+from .decorators import log_errors, safe_route_handler
+from .errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    ProblemError,
+    RequestDeadlineExceeded,
+    ResilienceWarning,
+)
 from .extension import Resilience
+from .log import JsonFormatter, current_request_id
 from .uploads import (
+    InsufficientStorage,
     UploadCheck,
     UploadFailure,
     UploadInfo,
@@ -26,7 +36,11 @@ from .uploads import (
 
 __all__ = [
     "ConfigurationError",
+    "DatabaseUnavailable",
+    "InsufficientStorage",
+    "JsonFormatter",
     "ProblemError",
+    "RequestDeadlineExceeded",
     "Resilience",
     "ResilienceWarning",
     "UploadCheck",
@@ -38,6 +52,11 @@ __all__ = [
     "UploadStorageFull",
     "UploadTooLarge",
     "UploadTypeNotAllowed",
+    "current_request_id",
+    "log_errors",
+    "query_timeout",
+    "request_timeout",
+    "safe_route_handler",
     "save_upload",
     "send_upload",
     "validate_upload",

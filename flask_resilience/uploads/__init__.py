@@ -17,6 +17,7 @@ from ..config import wrong_value
 from .categories import CATEGORIES, EXTENSION_TYPES
 from .decorators import validate_uploads, validated_uploads
 from .errors import (
+    InsufficientStorage,
     UploadInvalid,
     UploadNotStored,
     UploadStorageFull,
@@ -37,6 +38,7 @@ from .validation import (
 __all__ = [
     "CATEGORIES",
     "EXTENSION_TYPES",
+    "InsufficientStorage",
     "UploadCheck",
     "UploadFailure",
     "UploadInfo",
