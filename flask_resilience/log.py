@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
+from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -190,11 +191,14 @@ def scrubbed_request() -> dict[str, Any]:
         for name, value in request.headers.items()
     }
     fields: dict[str, Any] = {}
-    if request.mimetype in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-        fields = dict(request.form.items())
-    elif request.is_json:
-        body = request.get_json(silent=True)
-        fields = body if isinstance(body, dict) else {}
+    try:
+        if request.mimetype in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+            fields = dict(request.form.items())
+        elif request.is_json:
+            body = request.get_json(silent=True)
+            fields = body if isinstance(body, dict) else {}
+    except HTTPException:  # the body itself was refused (over MAX_CONTENT_LENGTH...)
+        fields = {}
     return {
         "headers": headers,
         "args": scrub(dict(request.args.items())),
