@@ -93,7 +93,7 @@ def _check_request(
 ) -> None:
     files = request.files  # a body over the app's limits ends here, in a 413
     multipart = request.mimetype == "multipart/form-data"
-    if multipart and not files and not request.form and request.content_length != 0:
+    if multipart and not files and not request.form and not _empty_multipart():
         # Werkzeug gives up on a broken body silently: no files, no fields.
         malformed = UploadFailure(
             "malformed",
@@ -124,6 +124,14 @@ def _check_request(
                 failures.append(failure_entry(field, part, check.error))
     if failures:
         raise problem_for(failures)
+
+
+def _empty_multipart() -> bool:
+    """No body, or only the closing delimiter: ``--boundary--`` and a line break."""
+    length = request.content_length
+    if length is None:
+        return "chunked" not in request.headers.get("Transfer-Encoding", "").lower()
+    return length <= len(request.mimetype_params.get("boundary", "")) + 8
 
 
 def _unselected(part: FileStorage) -> bool:

@@ -114,11 +114,9 @@ def send_upload(
 
 
 def _check_of(file: FileStorage) -> UploadCheck:
-    if has_request_context():
-        check = remembered().get(id(file))
-        if check is not None and check.file is file:
-            return check
-    return validate_upload(file)
+    # A remembered check holds its file, so no other file can have the same id.
+    check = remembered().get(id(file)) if has_request_context() else None
+    return check or validate_upload(file)
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path:

@@ -217,23 +217,23 @@ def validate_uploaded_file_comprehensive(
 
 
 def format_size(size: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            break
+    if size < 1024:
+        return f"{size:.0f} bytes"
+    for unit in ("KB", "MB"):
         size /= 1024
-    return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GB"
 
 
-def problem_for(failures: list[dict[str, Any]], detail: str | None = None) -> ProblemError:
+def problem_for(failures: list[dict[str, Any]]) -> ProblemError:
     """The HTTP error for refused uploads: 413 before 415 before 400."""
     statuses = {entry["status"] for entry in failures}
-    status = next(code for code in (413, 415, 400) if code in statuses or code == 400)
-    if detail is None:
-        detail = (
-            failures[0]["detail"]
-            if len(failures) == 1
-            else f"{len(failures)} uploads were refused."
-        )
+    status = 413 if 413 in statuses else 415 if 415 in statuses else 400
+    if len(failures) == 1:
+        detail = failures[0]["detail"]
+    else:
+        detail = f"{len(failures)} uploads were refused."
     errors = [{key: value for key, value in entry.items() if key != "status"} for entry in failures]
     return STATUS_ERRORS[status](detail, errors=errors)
 
