@@ -107,10 +107,13 @@ def test_active_last_extensions_can_be_allowed_but_server_side_ones_cannot() -> 
 
 
 def test_the_stem_is_shortened_and_the_extension_kept() -> None:
-    assert clean("a" * 300 + ".jpeg", max_length=20) == "a" * 15 + ".jpeg"
-    assert clean("CON" + "x" * 10, max_length=16) == "CON" + "x" * 10
-    assert clean("b" * 300, max_length=16) == "b" * 16
-    assert clean("nul.png", max_length=16) == "_nul.png"
+    assert clean("a" * 300 + ".jpeg", max_length=32) == "a" * 27 + ".jpeg"
+    assert clean("CON" + "x" * 40, max_length=32) == "CON" + "x" * 29
+    assert clean("b" * 300, max_length=32) == "b" * 32
+    assert clean("nul.png", max_length=32) == "_nul.png"
+    assert re.fullmatch(
+        r"upload-[0-9a-f]{8}\.0123456789abcdef", clean(".0123456789abcdef", max_length=32)
+    )
 
 
 def test_an_extension_that_is_not_one_is_dropped() -> None:

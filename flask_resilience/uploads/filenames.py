@@ -50,7 +50,8 @@ def clean_filename(
 ) -> CleanName | NameRefused:
     """Judge and sanitize a client's file name.
 
-    :param max_length: the longest name returned, extension included.
+    :param max_length: the longest name returned, extension included; at least 32, so
+        that a generated stem and the longest extension (16) fit.
     :param allow_active: accept a last extension such as ``svg`` or ``html``; a
         server-side extension (``php``, ``asp``...) is refused anywhere all the same.
     """
@@ -120,7 +121,7 @@ def _is_control(char: str) -> bool:
 def _safe_stem(stem: str, room: int) -> str:
     safe = secure_filename(stem).lstrip("-._")[:room].rstrip("-._")
     if not safe:
-        return "upload-" + secrets.token_hex(4)
+        return ("upload-" + secrets.token_hex(4))[:room]
     if safe.partition(".")[0].upper() in _WINDOWS_DEVICES:
         safe = "_" + safe[: room - 1]
     return safe

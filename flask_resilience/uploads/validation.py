@@ -130,8 +130,8 @@ class UploadPolicy:
         self.min_size = parse_size(min_size)
         if self.max_size is not None and self.max_size < self.min_size:
             raise ValueError(f"max_size {self.max_size} is below min_size {self.min_size}.")
-        if not isinstance(max_filename_length, int) or max_filename_length < 16:
-            raise ValueError("max_filename_length must be a whole number >= 16.")
+        if not isinstance(max_filename_length, int) or max_filename_length < 32:
+            raise ValueError("max_filename_length must be a whole number >= 32.")
         self.max_filename_length = max_filename_length
 
     def __repr__(self) -> str:
