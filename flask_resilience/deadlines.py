@@ -99,8 +99,11 @@ def _current_deadline() -> float | None:
 
 def _request_deadline() -> float | None:
     """The request's start plus its view's budget, or the app's."""
+    state = current_app.extensions.get("resilience")
+    if state is None:
+        return None  # another app of the process, one without the extension
     view = current_app.view_functions.get(request.endpoint or "")
-    default = current_app.extensions["resilience"].config["RESILIENCE_REQUEST_TIMEOUT"]
+    default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
     budget: float | None = getattr(view, "_resilience_timeout", default)
     return None if budget is None else request_state().started + budget
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
-from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -54,7 +53,8 @@ class RequestIdMiddleware:
         def start_response_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            headers.append((REQUEST_ID_HEADER, request_id))
+            if not any(name.lower() == "x-request-id" for name, _ in headers):
+                headers.append((REQUEST_ID_HEADER, request_id))
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start_response_with_id)
@@ -185,25 +185,30 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
 
 
 def scrubbed_request() -> dict[str, Any]:
-    """Headers and fields of the request, with anything that looks secret scrubbed."""
+    """Headers, query and parsed fields of the request, secret-looking values scrubbed."""
     headers = {
         name: SCRUBBED if name.lower() in _SECRET_HEADERS or _SECRET_NAME.search(name) else value
         for name, value in request.headers.items()
     }
-    fields: dict[str, Any] = {}
-    try:
-        if request.mimetype in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-            fields = dict(request.form.items())
-        elif request.is_json:
-            body = request.get_json(silent=True)
-            fields = body if isinstance(body, dict) else {}
-    except HTTPException:  # the body itself was refused (over MAX_CONTENT_LENGTH...)
-        fields = {}
     return {
         "headers": headers,
         "args": scrub(dict(request.args.items())),
-        "fields": scrub(fields),
+        "fields": scrub(_parsed_fields()),
     }
+
+
+def _parsed_fields() -> Mapping[str, Any]:
+    """The form or JSON fields the app already parsed; the body is never read here.
+
+    Reading it could fail again (the body may be why the request failed) or pull
+    a large upload into a log record.
+    """
+    parsed = vars(request._get_current_object())  # type: ignore[attr-defined]
+    form = parsed.get("form")
+    if form:
+        return dict(form.items())
+    body = getattr(request, "_cached_json", (None, None))[0]
+    return body if isinstance(body, Mapping) else {}
 
 
 def scrub(values: Mapping[str, Any]) -> dict[str, Any]:

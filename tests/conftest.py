@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 
 from tests.servers import (
     PostgresServer,
@@ -186,3 +188,43 @@ def redis_url(_redis_shared: tuple[str, RedisServer | None]) -> str:
 # ===========================================================================
 # End of database servers
 # ===========================================================================
+
+
+# ===========================================================================
+# Applications
+# ===========================================================================
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build a Flask app with its instance folder in ``tmp_path``.
+
+    ``PROPAGATE_EXCEPTIONS`` is off, as in production, so an unhandled exception
+    is answered by the app instead of raised into the test. The database engines
+    of every app made are disposed of at the end of the test.
+    """
+    apps: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        app = Flask("testapp", instance_path=str(tmp_path / "instance"))
+        app.config.update(
+            SECRET_KEY="a-test-secret-key-long-enough-to-pass-checks",
+            PROPAGATE_EXCEPTIONS=False,
+        )
+        app.config.update(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        dispose_engines(app)
+
+
+def dispose_engines(app: Flask) -> None:
+    db = app.extensions.get("sqlalchemy")
+    if db is None:
+        return
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
