@@ -26,10 +26,11 @@ from .filenames import CleanName, clean_filename, generated_name
 
 _CHUNK = 1024 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
+_KEYS = ("RESILIENCE_UPLOAD_MAX_SIZE", "RESILIENCE_UPLOAD_CATEGORIES", "RESILIENCE_UPLOAD_FOLDER")
 _DEFAULTS = {
     setting.name: setting.check(setting.name, setting.default)
     for setting in SETTINGS
-    if setting.name.startswith("RESILIENCE_UPLOAD_")
+    if setting.name in _KEYS
 }
 _NAME_STATUS = {"missing_filename": 400, "unsafe_filename": 400, "dangerous_extension": 415}
 
