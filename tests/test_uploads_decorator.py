@@ -191,3 +191,16 @@ def test_an_unreadable_part_is_reported_not_raised(app: Flask) -> None:
         with pytest.raises(UploadInvalid) as raised:
             view()
     assert raised.value.members["errors"][0]["code"] == "missing_filename"
+
+
+def test_async_views_are_checked_and_run(tmp_path: Path) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path))
+
+    @app.post("/async")
+    @validate_uploads("file", extensions=["png"])
+    async def view() -> str:
+        return validated_uploads("file")[0].info.safe_name  # type: ignore[union-attr]
+
+    client = app.test_client()
+    assert post(client, "/async", multipart([("file", "a b.png", png())])).data == b"a_b.png"
+    assert post(client, "/async", multipart([("file", "a.png", HTML)])).status_code == 415
