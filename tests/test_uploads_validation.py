@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import sys
 import tempfile
 import threading
@@ -417,3 +418,9 @@ def test_threads_validating_different_types_at_once_all_get_the_right_answer() -
         thread.join()
     assert wrong == []
     assert len({id(handle) for handle in magics}) == len(cases)  # one handle per thread
+
+
+def test_the_categories_table_of_the_docs_is_the_code() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "uploads.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([a-z0-9, ]+) \|$", docs, re.MULTILINE))
+    assert {name: tuple(rows[name].split(", ")) for name in CATEGORIES} == dict(CATEGORIES)
