@@ -18,19 +18,19 @@ from .categories import CATEGORIES, EXTENSION_TYPES
 from .decorators import validate_uploads, validated_uploads
 from .errors import (
     InsufficientStorage,
+    UploadFailure,
     UploadInvalid,
     UploadNotStored,
     UploadStorageFull,
     UploadTooLarge,
     UploadTypeNotAllowed,
 )
+from .policy import UploadPolicy
 from .sniffing import check_libmagic
 from .storage import save_upload, send_upload
 from .validation import (
     UploadCheck,
-    UploadFailure,
     UploadInfo,
-    UploadPolicy,
     validate_upload,
     validate_uploaded_file_comprehensive,
 )

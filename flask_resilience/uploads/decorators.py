@@ -9,14 +9,9 @@ from typing import Any, ParamSpec, TypeVar
 from flask import current_app, g, request
 from werkzeug.datastructures import FileStorage
 
-from .validation import (
-    UploadCheck,
-    UploadFailure,
-    UploadPolicy,
-    failure_entry,
-    problem_for,
-    validate_upload,
-)
+from .errors import UploadFailure, failure_entry, problem_for
+from .policy import UploadPolicy
+from .validation import UploadCheck, validate_upload
 
 P = ParamSpec("P")
 R = TypeVar("R")

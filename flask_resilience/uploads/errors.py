@@ -1,10 +1,15 @@
-"""The HTTP errors an upload can end in, each a problem+json with an ``errors`` list.
+"""Why an upload was refused, and the HTTP errors that carry the reasons.
 
-Every entry of ``errors`` names one file: ``{"field", "filename", "code", "detail"}``.
+Each error is a problem+json with an ``errors`` list; every entry names one file:
+``{"field", "filename", "code", "detail"}``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -52,3 +57,38 @@ STATUS_ERRORS: dict[int, type[ProblemError]] = {
     413: UploadTooLarge,
     415: UploadTypeNotAllowed,
 }
+
+
+@dataclass(frozen=True)
+class UploadFailure:
+    """Why an upload was refused. ``code`` is stable, ``message`` is safe to show."""
+
+    code: str
+    message: str
+    status: int
+    """400 (missing or malformed), 413 (too large) or 415 (type not allowed)."""
+
+
+def problem_for(failures: list[dict[str, Any]]) -> ProblemError:
+    """The HTTP error for refused uploads: 413 before 415 before 400."""
+    statuses = {entry["status"] for entry in failures}
+    status = 413 if 413 in statuses else 415 if 415 in statuses else 400
+    if len(failures) == 1:
+        detail = failures[0]["detail"]
+    else:
+        detail = f"{len(failures)} uploads were refused."
+    errors = [{key: value for key, value in entry.items() if key != "status"} for entry in failures]
+    return STATUS_ERRORS[status](detail, errors=errors)
+
+
+def failure_entry(
+    field_name: str | None, file: FileStorage | None, failure: UploadFailure
+) -> dict[str, Any]:
+    filename = file.filename if file is not None else None
+    return {
+        "field": field_name,
+        "filename": filename[:255] if filename else filename,
+        "code": failure.code,
+        "detail": failure.message,
+        "status": failure.status,
+    }

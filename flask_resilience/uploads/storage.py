@@ -14,16 +14,10 @@ from flask import Response, current_app, has_app_context, has_request_context, s
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
-from .errors import UploadNotStored, UploadStorageFull
+from .errors import UploadNotStored, UploadStorageFull, failure_entry, problem_for
 from .filenames import generated_name
-from .validation import (
-    UploadCheck,
-    app_setting,
-    failure_entry,
-    problem_for,
-    remembered,
-    validate_upload,
-)
+from .policy import app_setting
+from .validation import UploadCheck, remembered, validate_upload
 
 logger = logging.getLogger("flask_resilience")
 

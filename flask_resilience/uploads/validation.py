@@ -1,4 +1,4 @@
-"""The upload policy and the validator: name, size, then content, in that order.
+"""The validator: name, size, then content, in that order.
 
 Nothing here reads a whole upload: the size comes from seeking the stream, libmagic
 sees a bounded head, and the markup scan sees that head and a tail of the same size.
@@ -14,35 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from flask import current_app, g, has_app_context, has_request_context
+from flask import g, has_request_context
 from werkzeug.datastructures import FileStorage
 
-from ..config import SETTINGS, parse_size
-from ..errors import ProblemError
 from . import sniffing
-from .categories import ACTIVE_EXTENSIONS, CATEGORIES, EXTENSION_TYPES, category_of, is_active_type
-from .errors import STATUS_ERRORS
+from .categories import EXTENSION_TYPES, category_of, is_active_type
+from .errors import UploadFailure
 from .filenames import CleanName, clean_filename, generated_name
+from .policy import UploadPolicy, allowed_extensions_of, app_setting
 
 _CHUNK = 1024 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
-_KEYS = ("RESILIENCE_UPLOAD_MAX_SIZE", "RESILIENCE_UPLOAD_CATEGORIES", "RESILIENCE_UPLOAD_FOLDER")
-_DEFAULTS = {
-    setting.name: setting.check(setting.name, setting.default)
-    for setting in SETTINGS
-    if setting.name in _KEYS
-}
 _NAME_STATUS = {"missing_filename": 400, "unsafe_filename": 400, "dangerous_extension": 415}
-
-
-@dataclass(frozen=True)
-class UploadFailure:
-    """Why an upload was refused. ``code`` is stable, ``message`` is safe to show."""
-
-    code: str
-    message: str
-    status: int
-    """400 (missing or malformed), 413 (too large) or 415 (type not allowed)."""
 
 
 @dataclass(frozen=True)
@@ -75,69 +58,6 @@ class UploadCheck:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-class UploadPolicy:
-    """What an upload must be to be accepted.
-
-    ::
-
-        avatars = UploadPolicy(allowed_categories=["images"], max_size="2MB")
-
-    With neither extensions nor categories, the app's ``RESILIENCE_UPLOAD_CATEGORIES``
-    apply; without ``max_size``, ``RESILIENCE_UPLOAD_MAX_SIZE``. Both are read when a
-    file is validated, so a policy may be built at import time.
-
-    :param allowed_extensions: extensions without the dot; each must be one whose
-        content can be checked (see the categories table). With categories as well,
-        each must belong to one of them.
-    :param allowed_categories: ``images``, ``documents``, ``spreadsheets``,
-        ``presentations``, ``archives``, ``text``, ``audio``, ``video``.
-    :param max_size: bytes, or a size such as ``"10MB"`` (binary units).
-    :param min_size: the smallest size in bytes; the default refuses empty files.
-    :param allow_active_content: accept HTML, SVG, XML and markup found in a file's
-        head or tail. Needed to allow the ``svg``, ``html``, ``htm``, ``xml`` extensions.
-    :param checksum: read the whole file once to give its SHA-256 in ``info.sha256``.
-    :param max_filename_length: longest ``safe_name``, extension included.
-    :raises ValueError: an unknown category or extension, or a size that is not one.
-    """
-
-    __slots__ = (
-        "allow_active_content",
-        "checksum",
-        "extensions",
-        "max_filename_length",
-        "max_size",
-        "min_size",
-    )
-
-    def __init__(
-        self,
-        *,
-        allowed_extensions: Iterable[str] | None = None,
-        allowed_categories: Iterable[str] | None = None,
-        max_size: int | str | None = None,
-        min_size: int = 1,
-        allow_active_content: bool = False,
-        checksum: bool = False,
-        max_filename_length: int = 128,
-    ) -> None:
-        self.allow_active_content = allow_active_content
-        self.checksum = checksum
-        self.extensions = _allowed_extensions(
-            allowed_extensions, allowed_categories, allow_active_content
-        )
-        self.max_size = None if max_size is None else parse_size(max_size)
-        self.min_size = parse_size(min_size)
-        if self.max_size is not None and self.max_size < self.min_size:
-            raise ValueError(f"max_size {self.max_size} is below min_size {self.min_size}.")
-        if not isinstance(max_filename_length, int) or max_filename_length < 32:
-            raise ValueError("max_filename_length must be a whole number >= 32.")
-        self.max_filename_length = max_filename_length
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
-        return f"UploadPolicy({fields})"
 
 
 def validate_upload(
@@ -198,9 +118,9 @@ def validate_uploaded_file_comprehensive(
         allowed_categories=allowed_categories,
         max_size=max_size,
     )
-    if check.error is not None or check.info is None:
-        return False, check.error.message if check.error else None, None
     info = check.info
+    if info is None:
+        return False, check.error.message if check.error else None, None
     return (
         True,
         None,
@@ -227,31 +147,6 @@ def format_size(size: float) -> str:
     return f"{size / 1024:.1f} GB"
 
 
-def problem_for(failures: list[dict[str, Any]]) -> ProblemError:
-    """The HTTP error for refused uploads: 413 before 415 before 400."""
-    statuses = {entry["status"] for entry in failures}
-    status = 413 if 413 in statuses else 415 if 415 in statuses else 400
-    if len(failures) == 1:
-        detail = failures[0]["detail"]
-    else:
-        detail = f"{len(failures)} uploads were refused."
-    errors = [{key: value for key, value in entry.items() if key != "status"} for entry in failures]
-    return STATUS_ERRORS[status](detail, errors=errors)
-
-
-def failure_entry(
-    field_name: str | None, file: FileStorage | None, failure: UploadFailure
-) -> dict[str, Any]:
-    filename = file.filename if file is not None else None
-    return {
-        "field": field_name,
-        "filename": filename[:255] if filename else filename,
-        "code": failure.code,
-        "detail": failure.message,
-        "status": failure.status,
-    }
-
-
 def remembered(*, create: bool = False) -> dict[int, UploadCheck]:
     """This request's checks, by ``id`` of the file (each check holds its file)."""
     checks: dict[int, UploadCheck] | None = g.get("_resilience_uploads")
@@ -260,48 +155,6 @@ def remembered(*, create: bool = False) -> dict[int, UploadCheck]:
         if create:
             g._resilience_uploads = checks
     return checks
-
-
-def app_setting(key: str) -> Any:
-    """An upload setting of the current app, or its default outside of one."""
-    if has_app_context():
-        state = current_app.extensions.get("resilience")
-        if state is not None:
-            return state.config[key]
-    return _DEFAULTS[key]
-
-
-def _allowed_extensions(
-    extensions: Iterable[str] | None, categories: Iterable[str] | None, allow_active: bool
-) -> frozenset[str] | None:
-    in_categories: set[str] | None = None
-    if categories is not None:
-        in_categories = set()
-        for category in [categories] if isinstance(categories, str) else categories:
-            if category not in CATEGORIES:
-                known = ", ".join(CATEGORIES)
-                raise ValueError(
-                    f"Unknown upload category {category!r}; the categories are {known}."
-                )
-            in_categories.update(CATEGORIES[category])
-    if extensions is None:
-        return None if in_categories is None else frozenset(in_categories)
-
-    allowed = set()
-    for raw in [extensions] if isinstance(extensions, str) else extensions:
-        extension = str(raw).strip().lower().lstrip(".")
-        if extension not in EXTENSION_TYPES:
-            raise ValueError(
-                f"No content check is known for .{extension}; use an extension of a category."
-            )
-        if extension in ACTIVE_EXTENSIONS and not allow_active:
-            raise ValueError(
-                f".{extension} files are active content; allow them with allow_active_content=True."
-            )
-        if in_categories is not None and extension not in in_categories:
-            raise ValueError(f".{extension} is in none of the allowed categories.")
-        allowed.add(extension)
-    return frozenset(allowed)
 
 
 def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
@@ -319,7 +172,7 @@ def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
 
     extensions = policy.extensions
     if extensions is None:
-        extensions = _allowed_extensions(None, app_setting("RESILIENCE_UPLOAD_CATEGORIES"), False)
+        extensions = allowed_extensions_of(None, app_setting("RESILIENCE_UPLOAD_CATEGORIES"), False)
         assert extensions is not None
     if name.extension not in extensions:
         allowed = ", ".join(f".{extension}" for extension in sorted(extensions))
