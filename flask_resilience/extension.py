@@ -66,20 +66,18 @@ class Resilience:
                 " Import and use that instance instead."
             )
         state = _State(extension=self, config=load_config(app), db=db or self._db)
-
         config = state.config
 
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
-        log.init_app(app, config)
-        problems.init_app(app)
+        app.extensions["resilience"] = state
         deadlines.init_app(app, state.db)
+        log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
+        problems.init_app(app)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
-
-        app.extensions["resilience"] = state
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
