@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from werkzeug.exceptions import BadGateway
 
-from flask_resilience import ProblemError
+from flask_resilience import ProblemError, request_timeout
 
 from .auth import current_account
 from .documents import (
@@ -132,6 +132,7 @@ def organization_documents(org_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/stats")
+@request_timeout(10)  # aggregates: a statement still running after 10 s is cancelled (504)
 def stats() -> ResponseReturnValue:
     return organization_stats(current_account().organization_id)
 
