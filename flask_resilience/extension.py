@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from . import database
+from . import circuit, database, retry
+from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ class _State:
     config: Mapping[str, Any]
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+    breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
+    circuit_link: circuit._RedisLink | None = None
+    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
 
 
 class Resilience:
@@ -64,6 +68,8 @@ class Resilience:
             if state.config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
+        circuit.init_app(app, state)
+        retry.init_app(app, state)
 
         app.extensions["resilience"] = state
 
@@ -79,6 +85,27 @@ class Resilience:
         if state.db is None:
             return {}
         return database.pool_status(state.db, state.pool_options)
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """Every circuit breaker's state and counters, as the current app sees them.
+
+        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"`` or
+        ``"half-open"``), ``fail_counter``, ``fail_max``, ``reset_timeout``,
+        ``opened_at`` (a Unix time, or ``None``) and ``storage`` (``"redis"``, or
+        ``"memory"`` when the state is per process, by configuration or because
+        Redis is unreachable). Needs an app context.
+        """
+        _get_state()
+        return circuit.breaker_states()
+
+    def bulkheads(self) -> dict[str, dict[str, Any]]:
+        """Every bulkhead's limit and use in this process, for the current app.
+
+        Keyed by bulkhead name; each entry has ``max_concurrent``, ``max_wait``,
+        ``in_use`` and ``rejected``. Needs an app context.
+        """
+        _get_state()
+        return bulkhead_states()
 
 
 def _get_state(app: Flask | None = None) -> _State:
