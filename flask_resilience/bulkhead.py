@@ -48,6 +48,7 @@ class BulkheadFull(ProblemError, ServiceUnavailable):
             headers={"Retry-After": str(retry_after)},
         )
         self.bulkhead = bulkhead
+        self.retry_after = retry_after  # Werkzeug's attribute, for its own rendering
 
 
 class Bulkhead:
@@ -145,6 +146,26 @@ def bulkhead_states() -> dict[str, dict[str, Any]]:
     return {name: get_bulkhead(name).snapshot() for name in names}
 
 
+def _register(
+    name: str | None, func: Callable[..., Any], settings: tuple[int | None, float]
+) -> str:
+    """Record the settings under ``name``, or under a new name made from the function's."""
+    with _registry_lock:
+        if name is None:
+            base = f"{func.__module__}.{getattr(func, '__qualname__', type(func).__qualname__)}"
+            name, number = base, 1
+            while name in _definitions:  # the same function decorated again: its own slots
+                number += 1
+                name = f"{base}#{number}"
+        known = _definitions.setdefault(name, settings)
+    if known != settings:
+        raise ValueError(
+            f"Bulkhead {name!r} is already defined with max_concurrent={known[0]!r},"
+            f" max_wait={known[1]!r}; give every use of a name the same settings."
+        )
+    return name
+
+
 def bulkhead(
     max_concurrent: int | None = None, *, max_wait: float = 0, name: str | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -156,8 +177,8 @@ def bulkhead(
 
     :param max_concurrent: defaults to ``RESILIENCE_BULKHEAD_MAX_CONCURRENT``.
     :param max_wait: seconds to wait for a slot; 0 refuses at once.
-    :param name: the bulkhead's name; defaults to the function's module and
-        qualified name. Functions given the same name share the slots.
+    :param name: functions given the same name share its slots. Without one, each
+        decorated function gets its own, named after its module and qualified name.
     """
     if max_concurrent is not None and (
         not isinstance(max_concurrent, int)
@@ -169,14 +190,7 @@ def bulkhead(
         raise ValueError(f"max_wait is {max_wait!r}; expected a number of seconds >= 0.")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        key = name or f"{func.__module__}.{func.__qualname__}"
-        with _registry_lock:
-            known = _definitions.setdefault(key, (max_concurrent, max_wait))
-        if known != (max_concurrent, max_wait):
-            raise ValueError(
-                f"Bulkhead {key!r} is already defined with max_concurrent={known[0]!r},"
-                f" max_wait={known[1]!r}; give every use of a name the same settings."
-            )
+        key = _register(name, func, (max_concurrent, max_wait))
         if inspect.iscoroutinefunction(func):
             return cast(Callable[P, R], _limit_coroutine(key, func))
         return _limit(key, func)

@@ -610,9 +610,7 @@ def circuit_breaker(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if fallback is not None and _is_async(fallback) and not _is_async(func):
-            raise TypeError(
-                f"The fallback of {func.__qualname__} is async but the function is not."
-            )
+            raise TypeError(f"The fallback of {func!r} is async but the function is not.")
         if _is_async(func):
             return cast(Callable[P, R], _guard_coroutine(name, func, fallback))
         return _guard(name, func, fallback)

@@ -103,7 +103,7 @@ def graceful_degradation(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         cache = _StaleCache(serve_stale, max_entries) if serve_stale is not None else None
-        name = func.__qualname__
+        name = getattr(func, "__qualname__", type(func).__qualname__)
 
         def degrade(error: Exception, key: Hashable | None) -> Any:
             if cache is not None:

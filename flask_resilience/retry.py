@@ -17,6 +17,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -108,7 +109,7 @@ def _retry(
 ) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        retrying = tenacity.Retrying(**options(), sleep=sleep or time.sleep)
+        retrying = tenacity.Retrying(**options(), sleep=time.sleep if sleep is None else sleep)
         return retrying(func, *args, **kwargs)
 
     return wrapper
@@ -121,7 +122,9 @@ def _retry_coroutine(
 ) -> Callable[P, Awaitable[R]]:
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        retrying = tenacity.AsyncRetrying(**options(), sleep=sleep or asyncio.sleep)
+        retrying = tenacity.AsyncRetrying(
+            **options(), sleep=asyncio.sleep if sleep is None else sleep
+        )
         return await retrying(func, *args, **kwargs)
 
     return wrapper
@@ -140,7 +143,7 @@ def _options(
     retries = max_retries if max_retries is not None else configured("RESILIENCE_RETRY_MAX_RETRIES")
     first = delay if delay is not None else configured("RESILIENCE_RETRY_DELAY")
     longest = max_delay if max_delay is not None else configured("RESILIENCE_RETRY_MAX_DELAY")
-    name = func.__qualname__
+    name = getattr(func, "__qualname__", type(func).__qualname__)
 
     def worth_retrying(error: BaseException) -> bool:
         if not isinstance(error, exceptions) or isinstance(error, HTTPException):
@@ -215,7 +218,11 @@ def _check_arguments(
         kinds = (int,) if integer else (int, float)
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value < 1e9:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, kinds)
+            or not minimum <= value < math.inf
+        ):
             kind = "a whole number" if integer else "a number"
             raise ValueError(f"{name} is {value!r}; expected {kind} >= {minimum:g}.")
 
