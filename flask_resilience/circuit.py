@@ -13,13 +13,13 @@ Where state lives
     In memory by default, so each worker process trips on its own. With
     ``RESILIENCE_CIRCUIT_STORAGE_URI = "redis://..."`` it lives in one Redis hash
     per breaker, ``flask_resilience:circuit:<name>``, shared by every worker and
-    instance. pybreaker's own ``CircuitRedisStorage`` is not used: it writes to
-    Redis in its constructor (so creating a breaker while Redis is down raises,
-    and older releases overwrote the state other processes stored), keeps
-    ``opened_at`` in whole seconds, and while Redis is down answers "closed, no
-    failures", so a breaker can never open. ``_FailoverStorage`` below writes
-    nothing until a call fails, and while Redis is unreachable keeps the state
-    in the process, which the breaker then protects on its own.
+    instance. pybreaker's own ``CircuitRedisStorage`` is not used: its
+    constructor writes to Redis (with SETNX, so a stored state survives, but it
+    raises when Redis is down at start-up), it keeps ``opened_at`` in whole
+    seconds, and while Redis is down it answers "closed, no failures", so the
+    breaker can never open. ``_FailoverStorage`` below sends nothing until the
+    breaker is used, never writes on creation, and while Redis is unreachable
+    keeps the state in the process, which the breaker then protects on its own.
 
 Why ``call`` is overridden
     ``pybreaker.CircuitBreaker.call`` holds the breaker's lock for the whole
@@ -66,7 +66,8 @@ STATE_HALF_OPEN = pybreaker.STATE_HALF_OPEN
 
 REDIS_KEY_PREFIX = "flask_resilience:circuit:"
 _REDIS_TIMEOUT = 0.5  # seconds; a URI's socket_timeout / socket_connect_timeout wins
-_RETRY_REDIS_AFTER = (1.0, 30.0)  # first and longest pause before trying Redis again
+_RETRY_REDIS_AFTER = (1.0, 30.0)
+_MIN_TRIAL_LEASE = 1.0  # seconds  # first and longest pause before trying Redis again
 
 
 class CircuitOpen(ProblemError, ServiceUnavailable, pybreaker.CircuitBreakerError):
@@ -99,7 +100,8 @@ class _MemoryStorage(pybreaker.CircuitMemoryStorage):
         super().__init__(STATE_CLOSED)
         self._trials = 0
 
-    def acquire_trial(self, limit: int) -> bool:
+    def acquire_trial(self, limit: int, lease: float) -> bool:
+        # A trial in this process always ends (release or abandon): no lease needed.
         if self._trials >= limit:
             return False
         self._trials += 1
@@ -116,12 +118,20 @@ class _MemoryStorage(pybreaker.CircuitMemoryStorage):
             self.state = STATE_HALF_OPEN
 
 
+# A process killed during a trial never gives its place back; after ``lease``
+# seconds without a new trial, the places taken are presumed lost.
 _ACQUIRE_TRIAL = """
+local now = tonumber(ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], 'trials', 1)
 if n > tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[1], 'trials', -1)
-  return 0
+  local last = tonumber(redis.call('HGET', KEYS[1], 'trial_at') or '0')
+  if now - last < tonumber(ARGV[3]) then
+    redis.call('HINCRBY', KEYS[1], 'trials', -1)
+    return 0
+  end
+  redis.call('HSET', KEYS[1], 'trials', 1)
 end
+redis.call('HSET', KEYS[1], 'trial_at', ARGV[2])
 return 1
 """
 
@@ -194,8 +204,9 @@ class _RedisStorage(pybreaker.CircuitBreakerStorage):
     def opened_at(self, when: datetime) -> None:
         self._client.hset(self.key, "opened_at", repr(when.timestamp()))
 
-    def acquire_trial(self, limit: int) -> bool:
-        return bool(self._acquire(keys=[self.key], args=[limit]))
+    def acquire_trial(self, limit: int, lease: float) -> bool:
+        now = repr(time.time())
+        return bool(self._acquire(keys=[self.key], args=[limit, now, repr(float(lease))]))
 
     def release_trial(self) -> None:
         self._release(keys=[self.key])
@@ -330,8 +341,8 @@ class _FailoverStorage(pybreaker.CircuitBreakerStorage):
     def opened_at(self, when: datetime) -> None:
         self._run(lambda storage: setattr(storage, "opened_at", when))
 
-    def acquire_trial(self, limit: int) -> bool:
-        return bool(self._run(lambda storage: storage.acquire_trial(limit)))
+    def acquire_trial(self, limit: int, lease: float) -> bool:
+        return bool(self._run(lambda storage: storage.acquire_trial(limit, lease)))
 
     def release_trial(self) -> None:
         self._run(lambda storage: storage.release_trial())
@@ -387,6 +398,8 @@ class Breaker(pybreaker.CircuitBreaker):
             throw_new_error_on_trip=False,
         )
         self.trial_calls = trial_calls
+        # How long a trial may hold its place before it is presumed lost.
+        self.trial_lease = max(reset_timeout, _MIN_TRIAL_LEASE)
         self.storage = storage
         self.breaker_name = name
 
@@ -418,7 +431,7 @@ class Breaker(pybreaker.CircuitBreaker):
                     raise CircuitOpen(self.breaker_name, self.seconds_until_trial())
             if state != STATE_HALF_OPEN:
                 return False
-            if self.storage.acquire_trial(self.trial_calls):
+            if self.storage.acquire_trial(self.trial_calls, self.trial_lease):
                 return True
             raise CircuitOpen(self.breaker_name, 0)
 
@@ -460,13 +473,6 @@ class Breaker(pybreaker.CircuitBreaker):
         trial = self.admit()
         with self.outcome(trial):
             return func(*args, **kwargs)
-
-    async def call_coroutine(
-        self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
-    ) -> T:
-        trial = self.admit()
-        with self.outcome(trial):
-            return await func(*args, **kwargs)
 
     @contextmanager
     def outcome(self, trial: bool) -> Iterator[None]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -120,6 +122,52 @@ def test_half_open_trials_are_bounded_across_apps(redis_url: str) -> None:
     release.set()
     trial.join()
     assert breakers(second)[name]["state"] == "closed"
+
+
+WORKER = """
+import sys, time
+from flask import Flask
+from flask_resilience import Resilience, circuit_breaker
+
+app = Flask("worker")
+app.config["RESILIENCE_CIRCUIT_STORAGE_URI"] = sys.argv[1]
+Resilience(app)
+
+@circuit_breaker(sys.argv[2], fail_max=1, reset_timeout=0.2)
+def dependency():
+    print("inside", flush=True)
+    time.sleep(60)
+
+with app.app_context():
+    dependency()
+"""
+
+
+def test_a_trial_lost_with_a_killed_worker_is_given_back_after_its_lease(redis_url: str) -> None:
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    name = unique("lost-trial")
+    flaky = Flaky()
+    guarded = circuit_breaker(name, fail_max=1, reset_timeout=0.2)(flaky)
+    with pytest.raises(ConnectionError):
+        call_in(app, guarded)
+    time.sleep(0.25)
+
+    with subprocess.Popen(
+        [sys.executable, "-c", WORKER, redis_url, name], stdout=subprocess.PIPE, text=True
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            assert worker.stdout.readline() == "inside\n"  # the worker holds the only trial
+        finally:
+            worker.kill()
+    trial_taken = time.monotonic()
+    with pytest.raises(CircuitOpen):
+        call_in(app, guarded)
+
+    time.sleep(max(0.0, 1.05 - (time.monotonic() - trial_taken)))  # the lease: 1 s
+    flaky.failing = False
+    assert call_in(app, guarded) == "ok"
+    assert breakers(app)[name]["state"] == "closed"
 
 
 def test_redis_killed_while_a_breaker_is_in_use(
