@@ -92,8 +92,21 @@ def retry_on_failure(
     _check_arguments(max_retries, delay, backoff, max_delay, exceptions)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        built: dict[tuple[int, float, float], dict[str, Any]] = {}  # per configuration in use
+
         def options() -> dict[str, Any]:
-            return _options(func, max_retries, delay, backoff, max_delay, jitter, exceptions)
+            retries = max_retries
+            if retries is None:
+                retries = configured("RESILIENCE_RETRY_MAX_RETRIES")
+            first = delay if delay is not None else configured("RESILIENCE_RETRY_DELAY")
+            longest = (
+                max_delay if max_delay is not None else configured("RESILIENCE_RETRY_MAX_DELAY")
+            )
+            key = (retries, first, longest)
+            found = built.get(key)
+            if found is None:
+                found = built[key] = _options(func, *key, backoff, jitter, exceptions)
+            return found
 
         if inspect.iscoroutinefunction(func):
             return cast(Callable[P, R], _retry_coroutine(func, options, sleep))
@@ -132,17 +145,14 @@ def _retry_coroutine(
 
 def _options(
     func: Callable[..., Any],
-    max_retries: int | None,
-    delay: float | None,
+    retries: int,
+    first: float,
+    longest: float,
     backoff: float,
-    max_delay: float | None,
     jitter: bool,
     exceptions: tuple[type[Exception], ...],
 ) -> dict[str, Any]:
-    """tenacity's arguments, with the unset ones taken from the current app's config."""
-    retries = max_retries if max_retries is not None else configured("RESILIENCE_RETRY_MAX_RETRIES")
-    first = delay if delay is not None else configured("RESILIENCE_RETRY_DELAY")
-    longest = max_delay if max_delay is not None else configured("RESILIENCE_RETRY_MAX_DELAY")
+    """tenacity's arguments; its strategies keep no state, so calls can share them."""
     name = getattr(func, "__qualname__", type(func).__qualname__)
 
     def worth_retrying(error: BaseException) -> bool:
