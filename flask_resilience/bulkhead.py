@@ -121,11 +121,7 @@ def _app_state() -> _State | None:
 
 def get_bulkhead(name: str) -> Bulkhead:
     """The live bulkhead called ``name``: the current app's, else this process's."""
-    state = (
-        cast("_State | None", current_app.extensions.get("resilience"))
-        if has_app_context()
-        else None
-    )
+    state = _app_state()
     bulkheads = state.bulkheads if state is not None else _process_bulkheads
     found = bulkheads.get(name)
     if found is None:

@@ -439,9 +439,7 @@ class Breaker(pybreaker.CircuitBreaker):
         with self._lock:
             if trial:
                 self.storage.release_trial()
-                self.storage.increment_success_counter()
-                if self.storage.success_counter >= self.success_threshold:
-                    self.close()
+                self.close()  # one good trial is enough
             else:
                 self.storage.reset_counter()
             for listener in self.listeners:

@@ -349,3 +349,48 @@ def test_abort_in_a_guarded_view_keeps_its_status() -> None:
     client = app.test_client()
     assert client.get("/missing").status_code == 404
     assert client.get("/missing").status_code == 404
+
+
+def test_failures_that_finish_after_the_breaker_opened_do_not_reopen_it() -> None:
+    name = unique("late-failure")
+    both_inside = threading.Barrier(2, timeout=5)
+    first_done = threading.Event()
+    order: list[str] = []
+
+    @circuit_breaker(name, fail_max=1, reset_timeout=60)
+    def dependency(label: str) -> None:
+        both_inside.wait()
+        if label == "late":
+            assert first_done.wait(5)
+        order.append(label)
+        raise ConnectionError(label)
+
+    def run(label: str) -> None:
+        try:
+            dependency(label)
+        except ConnectionError:
+            first_done.set()
+
+    threads = [threading.Thread(target=run, args=(label,)) for label in ("early", "late")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    breaker = get_breaker(name)
+    assert order == ["early", "late"]
+    assert breaker.current_state == "open"
+    assert breaker.fail_counter == 2
+    assert 59 <= breaker.seconds_until_trial() <= 60
+
+
+def test_an_interrupted_call_in_a_closed_breaker_counts_for_nothing() -> None:
+    name = unique("interrupt-closed")
+
+    @circuit_breaker(name, fail_max=1, reset_timeout=60)
+    def dependency() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dependency()
+    assert get_breaker(name).current_state == "closed"
+    assert get_breaker(name).fail_counter == 0

@@ -231,3 +231,17 @@ def test_the_password_in_the_storage_uri_is_not_logged(caplog: pytest.LogCapture
     assert "unreachable" in messages
     assert "secret" not in messages
     assert "user:***@127.0.0.1:1" in messages
+
+
+def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url: str) -> None:
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    name = unique("by-hand")
+    guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(lambda: "ok")
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        client.hset(f"flask_resilience:circuit:{name}", "state", "open")
+    finally:
+        client.close()
+    assert breakers(app)[name]["state"] == "open"
+    assert call_in(app, guarded) == "ok"
+    assert breakers(app)[name]["state"] == "closed"
