@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from . import circuit, database, retry
+from . import circuit, client_errors, database, deadlines, log, problems, retry
 from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 
@@ -27,6 +28,12 @@ class _State:
     breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
     circuit_link: circuit._RedisLink | None = None
     bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
+    slow_requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_slow_request(self) -> None:
+        with self._lock:
+            self.slow_requests += 1
 
 
 class Resilience:
@@ -64,10 +71,17 @@ class Resilience:
             )
         state = _State(extension=self, config=load_config(app), db=db or self._db)
 
+        config = state.config
+
         if state.db is not None:
-            if state.config["RESILIENCE_HARDEN_POOL"]:
+            if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
+        log.init_app(app, config)
+        problems.init_app(app)
+        deadlines.init_app(app, state.db)
+        if config["RESILIENCE_CLIENT_ERRORS_URL"]:
+            client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
         circuit.init_app(app, state)
         retry.init_app(app, state)
 

@@ -91,16 +91,19 @@ def test_a_full_bulkhead_answers_503_with_retry_after_in_a_view() -> None:
     gate = Gate()
     name = unique("view")
 
-    @app.route("/export", methods=["GET", "OPTIONS"])
+    @app.route("/api/export", methods=["GET", "OPTIONS"])
     @bulkhead(name=name)
     def export() -> str:
         return "preflight" if request.method == "OPTIONS" else gate()
 
     client = app.test_client()
-    with occupied(lambda: app.test_client().get("/export"), 1, gate):
-        response = client.get("/export")
+    with occupied(lambda: app.test_client().get("/api/export"), 1, gate):
+        response = client.get("/api/export")
         assert response.status_code == 503
-        assert response.headers["Retry-After"] == "1"
+        assert response.mimetype == "application/problem+json"
+        assert response.headers.getlist("Retry-After") == ["1"]
+        assert response.get_json()["detail"].startswith("The server is busy")
+        assert name not in response.get_data(as_text=True)
         resilience: Resilience = app.extensions["resilience"].extension
         with app.app_context():
             assert resilience.bulkheads()[name] == {
@@ -109,7 +112,7 @@ def test_a_full_bulkhead_answers_503_with_retry_after_in_a_view() -> None:
                 "in_use": 1,
                 "rejected": 1,
             }
-        assert client.options("/export").data == b"preflight"  # passes a full bulkhead
+        assert client.options("/api/export").data == b"preflight"  # passes a full bulkhead
 
 
 def test_the_default_cap_outside_an_app_is_the_built_in_one() -> None:

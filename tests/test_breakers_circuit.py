@@ -229,21 +229,28 @@ def test_an_async_fallback_for_a_sync_function_is_refused() -> None:
         circuit_breaker(unique("mismatch"), fallback=fallback)(lambda: "x")
 
 
-def test_an_open_breaker_answers_503_with_retry_after_in_a_view() -> None:
+def test_an_open_breaker_answers_503_problem_json_with_retry_after_in_a_view() -> None:
     app = make_app()
-    name = unique("view")
+    name = unique("quote-service")
 
-    @app.get("/quote")
+    @app.get("/api/quote")
     @circuit_breaker(name, fail_max=1, reset_timeout=30)
     def quote() -> str:
         raise ConnectionError("quote service down")
 
     app.testing = False  # let the 500 be rendered instead of raised
     client = app.test_client()
-    assert client.get("/quote").status_code == 500
-    response = client.get("/quote")
+    assert client.get("/api/quote").status_code == 500
+    response = client.get("/api/quote")
     assert response.status_code == 503
-    assert response.headers["Retry-After"] in {"29", "30"}
+    assert response.mimetype == "application/problem+json"
+    assert response.headers.getlist("Retry-After") in (["29"], ["30"])
+    body = response.get_json()
+    assert body["status"] == 503
+    assert body["title"] == "Service Unavailable"
+    assert body["instance"] == "/api/quote"
+    assert body["detail"].startswith("A service this request needs is unavailable")
+    assert name not in response.get_data(as_text=True)  # internal names stay inside
 
 
 def test_async_views_and_options_requests() -> None:

@@ -18,6 +18,7 @@ from flask_resilience import CircuitOpen, circuit_breaker
 from flask_resilience import circuit as circuit_module
 
 from .breakers_helpers import Flaky, make_app, unique
+from .servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -171,10 +172,10 @@ def test_a_trial_lost_with_a_killed_worker_is_given_back_after_its_lease(redis_u
 
 
 def test_redis_killed_while_a_breaker_is_in_use(
-    redis: Any, redis_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(circuit_module, "_RETRY_REDIS_AFTER", (0.2, 0.4))
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
     name = unique("redis-dies")
     flaky = Flaky()
     flaky.failing = False
@@ -205,11 +206,9 @@ def test_redis_killed_while_a_breaker_is_in_use(
     assert any("reachable again" in record.getMessage() for record in caplog.records)
 
 
-def test_an_app_starts_and_its_breakers_work_while_redis_is_down(
-    redis: Any, redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_an_app_starts_and_its_breakers_work_while_redis_is_down(redis: RedisServer) -> None:
     redis.kill()
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
     name = unique("down-at-start")
     guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(Flaky())
     started = time.monotonic()
