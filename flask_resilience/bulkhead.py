@@ -87,7 +87,8 @@ class Bulkhead:
                 self.in_use += 1
                 return
             self.rejected += 1
-        logger.warning(
+        # INFO: in a view the 503 is logged as well; ``rejected`` keeps the count.
+        logger.info(
             "Bulkhead %r is full (%d concurrent calls); call refused.",
             self.name,
             self.max_concurrent,

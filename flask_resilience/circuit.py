@@ -264,7 +264,7 @@ class _RedisLink:
             with self._lock:
                 if self._pause:
                     self._pause = 0.0
-                    logger.warning(
+                    logger.info(
                         "Redis at %s is reachable again; circuit breakers share their state.",
                         _hide_password(self.uri),
                     )
