@@ -248,6 +248,8 @@ class _RedisLink:
 
     def failed(self, error: Exception) -> None:
         with self._lock:
+            if not self.usable():
+                return  # another thread's command failed first and set the pause
             first, longest = _RETRY_REDIS_AFTER
             self._pause = min(longest, self._pause * 2) if self._pause else first
             self._down_until = time.monotonic() + self._pause

@@ -247,3 +247,17 @@ def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url:
     assert breakers(app)[name]["state"] == "open"
     assert call_in(app, guarded) == "ok"
     assert breakers(app)[name]["state"] == "closed"
+
+
+def test_commands_failing_together_count_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    link = app.extensions["resilience"].circuit_link
+    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    errors = [OSError("refused") for _ in range(3)]
+    threads = [threading.Thread(target=link.failed, args=(error,)) for error in errors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+    assert "again in 1 s" in caplog.text  # not doubled by the other two
