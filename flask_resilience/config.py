@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,7 +17,7 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
-from .errors import ConfigurationError, ResilienceWarning
+from .errors import ConfigurationError, warn
 
 Check = Callable[[str, Any], Any]
 """Takes the key and the configured value; returns the value to use or raises."""
@@ -218,11 +217,7 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
         if key.startswith("RESILIENCE_") and key not in SETTING_NAMES:
             close = difflib.get_close_matches(key, SETTING_NAMES, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
-            warnings.warn(
-                f"Unknown configuration key {key}; flask_resilience ignores it.{hint}",
-                ResilienceWarning,
-                stacklevel=4,
-            )
+            warn(f"Unknown configuration key {key}; flask_resilience ignores it.{hint}")
 
 
 def _apply_flask_limits(config: dict[str, Any]) -> None:

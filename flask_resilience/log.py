@@ -60,9 +60,17 @@ class RequestIdMiddleware:
         return self.wsgi_app(environ, start_response_with_id)
 
 
+ENVIRON_STATE = "flask_resilience.state"
+
+
 @dataclass
 class RequestState:
-    """What the extension tracks for the request being served, kept on ``g``."""
+    """What the extension tracks for the request being served.
+
+    Kept in the request's WSGI environ, not on ``g``: ``g`` belongs to the app
+    context, which requests share when one is pushed around them (in tests, in
+    a CLI command that makes requests), and each request needs its own.
+    """
 
     request_id: str
     started: float
@@ -71,11 +79,10 @@ class RequestState:
 
 def request_state() -> RequestState:
     """The current request's state, made on first use: most requests never need it."""
-    values = vars(g._get_current_object())
-    state: RequestState | None = values.get("_resilience")
+    environ = request.environ
+    state: RequestState | None = environ.get(ENVIRON_STATE)
     if state is None:
-        environ = request.environ
-        state = values["_resilience"] = RequestState(
+        state = environ[ENVIRON_STATE] = RequestState(
             request_id=environ.get(ENVIRON_REQUEST_ID) or secrets.token_hex(16),
             started=environ.get(ENVIRON_STARTED) or time.perf_counter(),
         )

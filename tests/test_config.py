@@ -354,7 +354,7 @@ def documented_keys() -> set[str]:
 def keys_named_in_the_source() -> set[str]:
     """Every ``RESILIENCE_*`` name in a string literal of the package's modules."""
     names = set()
-    for module in PACKAGE_DIR.glob("*.py"):
+    for module in PACKAGE_DIR.rglob("*.py"):
         for node in ast.walk(ast.parse(module.read_text(), str(module))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names.update(re.findall(r"\bRESILIENCE_[A-Z_]+\b", node.value))

@@ -169,3 +169,11 @@ def test_a_request_id_set_by_the_view_is_not_doubled(make_app: Callable[..., Fla
     Resilience(app)
     response = app.test_client().get("/own")
     assert response.headers.getlist("X-Request-ID") == ["chosen-by-the-view"]
+
+
+def test_requests_sharing_an_app_context_keep_their_own_ids(app: Flask) -> None:
+    client = app.test_client()
+    with app.app_context():
+        for _ in range(3):
+            response = client.get("/missing")
+            assert response.get_json()["request_id"] == response.headers["X-Request-ID"]
