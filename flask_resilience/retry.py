@@ -58,7 +58,8 @@ class _Wait(tenacity.wait.wait_base):
             seconds = self.delay * self.backoff ** (retry - 1)
         except OverflowError:
             seconds = self.max_delay
-        if self.jitter:
+        seconds = min(seconds, self.max_delay)
+        if self.jitter:  # after the cap too, so that capped waits do not fall in step
             seconds *= random.uniform(1 - _JITTER, 1 + _JITTER)
         return float(min(seconds, self.max_delay))
 

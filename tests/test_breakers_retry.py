@@ -59,18 +59,28 @@ def test_returns_the_first_success() -> None:
     assert len(sleeps) == 2
 
 
-def test_waits_are_jittered_and_never_above_max_delay() -> None:
+def test_waits_are_jittered_around_their_backoff_delay() -> None:
     sleeps = Sleeps()
-    guarded = retry_on_failure(max_retries=8, delay=0.5, backoff=3, max_delay=2.0, sleep=sleeps)(
+    guarded = retry_on_failure(max_retries=20, delay=1.0, backoff=1, sleep=sleeps)(FailsTimes(100))
+    with pytest.raises(ConnectionError):
+        guarded()
+    assert all(0.8 <= wait <= 1.2 for wait in sleeps)
+    assert len(set(sleeps)) > 10  # without jitter every wait would be 1.0
+
+
+def test_waits_are_never_above_max_delay_and_stay_jittered_at_it() -> None:
+    sleeps = Sleeps()
+    guarded = retry_on_failure(max_retries=30, delay=0.5, backoff=3, max_delay=2.0, sleep=sleeps)(
         FailsTimes(100)
     )
     with pytest.raises(ConnectionError):
         guarded()
-    assert len(sleeps) == 8
-    assert all(0 < wait <= 2.0 for wait in sleeps)
+    assert len(sleeps) == 30
     assert 0.4 <= sleeps[0] <= 0.6
     assert 1.2 <= sleeps[1] <= 1.8
-    assert len(set(sleeps[:2])) == 2
+    capped = sleeps[2:]
+    assert all(1.6 <= wait <= 2.0 for wait in capped)
+    assert len(set(capped)) > 5  # clients that hit the cap together do not retry together
 
 
 def test_huge_backoff_stays_bounded() -> None:
