@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from .bulkhead import BulkheadFull, bulkhead
+from .circuit import CircuitOpen, circuit_breaker
 from .deadlines import query_timeout, request_timeout
 from .decorators import log_errors, safe_route_handler
+from .degradation import graceful_degradation
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -15,8 +18,11 @@ from .errors import (
 )
 from .extension import Resilience
 from .log import JsonFormatter, current_request_id
+from .retry import retry_on_failure
 
 __all__ = [
+    "BulkheadFull",
+    "CircuitOpen",
     "ConfigurationError",
     "DatabaseUnavailable",
     "JsonFormatter",
@@ -24,10 +30,14 @@ __all__ = [
     "RequestDeadlineExceeded",
     "Resilience",
     "ResilienceWarning",
+    "bulkhead",
+    "circuit_breaker",
     "current_request_id",
+    "graceful_degradation",
     "log_errors",
     "query_timeout",
     "request_timeout",
+    "retry_on_failure",
     "safe_route_handler",
 ]
 __version__ = "0.1.0"
