@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
     ),
     Setting(
-        "RESILIENCE_RETRY_AFTER",
+        "RESILIENCE_DATABASE_RETRY_AFTER",
         5,
         check_number(minimum=0, integer=True),
         "Retry-After seconds sent with 503 answers when the database is unavailable.",

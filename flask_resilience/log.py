@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
+from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -202,7 +203,10 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
     elapsed_ms = (time.perf_counter() - state.started) * 1000
     context = request_context()
     text = message or (type(error).__name__ if error is not None else "error")
-    level = logging.ERROR if status >= 500 else logging.INFO
+    # A crash is an error with its traceback; a 5xx the app chose to answer
+    # (a breaker open, a full bulkhead) is a warning; a 4xx is the client's doing.
+    crashed = status >= 500 and error is not None and not isinstance(error, HTTPException)
+    level = logging.ERROR if crashed else logging.WARNING if status >= 500 else logging.INFO
     logger.log(
         level,
         "%s %s -> %d in %.1f ms: %s [request_id=%s remote_addr=%s user_id=%s]",
@@ -214,7 +218,7 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
         context["request_id"],
         context["remote_addr"],
         context["user_id"],
-        exc_info=error if status >= 500 and error is not None else None,
+        exc_info=error if crashed else None,
         extra={
             "status": status,
             "duration_ms": round(elapsed_ms, 1),
