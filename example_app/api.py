@@ -25,7 +25,7 @@ from .documents import (
     store_upload,
 )
 from .models import Document
-from .outbound import OutboundError, fetch
+from .outbound import OutboundError, fetch_guarded
 from .stats import organization_stats
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -141,7 +141,7 @@ def stats() -> ResponseReturnValue:
 def outbound() -> ResponseReturnValue:
     config = current_app.config
     try:
-        response = fetch(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
+        response = fetch_guarded(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
     except OutboundError as error:
         raise OutboundFailed(
             f"The outbound service {error}.",
