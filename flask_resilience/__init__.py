@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from .bulkhead import BulkheadFull, bulkhead
+from .circuit import CircuitOpen, circuit_breaker
 from .deadlines import query_timeout, request_timeout
 from .decorators import log_errors, safe_route_handler
+from .degradation import graceful_degradation
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -15,6 +18,7 @@ from .errors import (
 )
 from .extension import Resilience
 from .log import JsonFormatter, current_request_id
+from .retry import retry_on_failure
 from .uploads import (
     InsufficientStorage,
     UploadCheck,
@@ -35,6 +39,8 @@ from .uploads import (
 )
 
 __all__ = [
+    "BulkheadFull",
+    "CircuitOpen",
     "ConfigurationError",
     "DatabaseUnavailable",
     "InsufficientStorage",
@@ -52,10 +58,14 @@ __all__ = [
     "UploadStorageFull",
     "UploadTooLarge",
     "UploadTypeNotAllowed",
+    "bulkhead",
+    "circuit_breaker",
     "current_request_id",
+    "graceful_degradation",
     "log_errors",
     "query_timeout",
     "request_timeout",
+    "retry_on_failure",
     "safe_route_handler",
     "save_upload",
     "send_upload",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
 from .errors import ConfigurationError, warn
 
@@ -67,6 +67,15 @@ def check_choice(*choices: str) -> Check:
         raise wrong_value(key, value, "one of " + ", ".join(repr(c) for c in choices))
 
     return check
+
+
+def check_storage_uri(key: str, value: Any) -> str | None:
+    """A Redis URI (``redis://``, ``rediss://`` or ``unix://``), or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
+        return value
+    raise wrong_value(key, value, "None or a URI starting with redis://, rediss:// or unix://")
 
 
 def check_str_list(key: str, value: Any) -> tuple[str, ...]:
@@ -143,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
     ),
     Setting(
-        "RESILIENCE_RETRY_AFTER",
+        "RESILIENCE_DATABASE_RETRY_AFTER",
         5,
         check_number(minimum=0, integer=True),
         "Retry-After seconds sent with 503 answers when the database is unavailable.",
@@ -153,6 +162,48 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_STORAGE_URI",
+        None,
+        check_storage_uri,
+        "Redis that keeps circuit breaker state for every worker; None keeps it per process.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_FAIL_MAX",
+        5,
+        check_number(minimum=1, integer=True),
+        "Consecutive failures that open a circuit breaker.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_RESET_TIMEOUT",
+        60,
+        check_number(),
+        "Seconds an open circuit breaker waits before letting trial calls through.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_MAX_RETRIES",
+        3,
+        check_number(integer=True),
+        "Retries after the first attempt for retry_on_failure.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_DELAY",
+        1.0,
+        check_number(),
+        "Seconds before the first retry; each later wait is backoff times longer.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_MAX_DELAY",
+        30.0,
+        check_number(),
+        "Upper bound, in seconds, of any one wait between retries.",
+    ),
+    Setting(
+        "RESILIENCE_BULKHEAD_MAX_CONCURRENT",
+        10,
+        check_number(minimum=1, integer=True),
+        "Concurrent calls a bulkhead lets through per process.",
     ),
     Setting(
         "RESILIENCE_UPLOAD_MAX_SIZE",
@@ -183,6 +234,7 @@ FLASK_LIMITS: Mapping[str, int] = {
 }
 
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+_DEFAULTS = MappingProxyType({setting.name: setting.default for setting in SETTINGS})
 
 
 def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -201,6 +253,19 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
             raw = app.config.setdefault(setting.name, setting.default)
         values[setting.name] = setting.check(setting.name, raw)
     return MappingProxyType(values)
+
+
+def configured(key: str) -> Any:
+    """The current app's checked value of ``key``, or its default outside an app.
+
+    Decorators call this when they run, so that they work in plain service code
+    as well as in a request of an app that ``Resilience`` was set up on.
+    """
+    if has_app_context():
+        state = current_app.extensions.get("resilience")
+        if state is not None:
+            return state.config[key]
+    return _DEFAULTS[key]
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
