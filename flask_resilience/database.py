@@ -284,7 +284,9 @@ def classify_database_error(
     unavailable (503, retry later); a statement cancelled by the request deadline
     is a 504. Anything else (an integrity error, bad SQL) stays a 500: a bug.
     """
-    retry_after = str(current_app.extensions["resilience"].config["RESILIENCE_RETRY_AFTER"])
+    retry_after = str(
+        current_app.extensions["resilience"].config["RESILIENCE_DATABASE_RETRY_AFTER"]
+    )
     if isinstance(error, sa.exc.TimeoutError):
         return DatabaseUnavailable(
             "No database connection came free in time. Try again shortly.",

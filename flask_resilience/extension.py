@@ -10,7 +10,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import access, client_errors, database, deadlines, log, problems, sessions
+from . import (
+    access,
+    circuit,
+    client_errors,
+    database,
+    deadlines,
+    log,
+    problems,
+    retry,
+    sessions,
+    uploads,
+)
+from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 
 if TYPE_CHECKING:
@@ -27,6 +39,9 @@ class _State:
     config: Mapping[str, Any]
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+    breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
+    circuit_link: circuit._RedisLink | None = None
+    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
     slow_requests: int = 0
     guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
     # The session timeouts' clock, in seconds; tests may set another.
@@ -78,21 +93,22 @@ class Resilience:
         state = _State(
             extension=self, config=load_config(app), db=db or self._db, guards=self._guards
         )
-
         config = state.config
+        sessions.init_app(app, state)  # first: strict cookie checks may refuse the app
 
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
-        log.init_app(app, config)
-        problems.init_app(app)
+        uploads.init_app(app, config)
+        app.extensions["resilience"] = state
         deadlines.init_app(app, state.db)
+        log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
+        problems.init_app(app)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
-        sessions.init_app(app, state)
-
-        app.extensions["resilience"] = state
+        circuit.init_app(app, state)
+        retry.init_app(app, state)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
@@ -142,6 +158,27 @@ class Resilience:
         """Register ``callback(user, org_id) -> bool``: only ``True`` lets the user in."""
         self._guards.org_access_loader = callback
         return callback
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """Every circuit breaker's state and counters, as the current app sees them.
+
+        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"`` or
+        ``"half-open"``), ``fail_counter``, ``fail_max``, ``reset_timeout``,
+        ``opened_at`` (a Unix time, or ``None``) and ``storage`` (``"redis"``, or
+        ``"memory"`` when the state is per process, by configuration or because
+        Redis is unreachable). Needs an app context.
+        """
+        _get_state()
+        return circuit.breaker_states()
+
+    def bulkheads(self) -> dict[str, dict[str, Any]]:
+        """Every bulkhead's limit and use in this process, for the current app.
+
+        Keyed by bulkhead name; each entry has ``max_concurrent``, ``max_wait``,
+        ``in_use`` and ``rejected``. Needs an app context.
+        """
+        _get_state()
+        return bulkhead_states()
 
 
 def _get_state(app: Flask | None = None) -> _State:

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import traceback
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeGuard, TypeVar, cast
@@ -33,7 +32,7 @@ from flask.sessions import NullSession, SessionInterface, SessionMixin
 from werkzeug.wrappers import Response
 
 from . import access
-from .errors import ConfigurationError, ResilienceWarning
+from .errors import ConfigurationError, warn
 from .log import current_request_id
 
 if TYPE_CHECKING:
@@ -115,11 +114,7 @@ def check_cookie_safety(app: Flask, config: Mapping[str, Any]) -> None:
             "Unsafe session settings (RESILIENCE_SESSION_STRICT is True): " + " ".join(problems)
         )
     for problem in problems:
-        warnings.warn(
-            f"{problem} RESILIENCE_SESSION_STRICT = True makes this an error.",
-            ResilienceWarning,
-            stacklevel=4,
-        )
+        warn(f"{problem} RESILIENCE_SESSION_STRICT = True makes this an error.")
 
 
 def cookie_problems(config: Mapping[str, Any]) -> list[str]:

@@ -76,10 +76,12 @@ def test_one_instance_serves_two_apps(tmp_path: Path) -> None:
     db = SQLAlchemy()
     resilience = Resilience()
     first = make_app(
-        SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "first.db"), RESILIENCE_RETRY_AFTER=1
+        SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "first.db"),
+        RESILIENCE_DATABASE_RETRY_AFTER=1,
     )
     second = make_app(
-        SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "second.db"), RESILIENCE_RETRY_AFTER=9
+        SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "second.db"),
+        RESILIENCE_DATABASE_RETRY_AFTER=9,
     )
     for app in (first, second):
         db.init_app(app)
@@ -88,8 +90,8 @@ def test_one_instance_serves_two_apps(tmp_path: Path) -> None:
     first_state, second_state = first.extensions["resilience"], second.extensions["resilience"]
     assert first_state is not second_state
     assert first_state.extension is second_state.extension is resilience
-    assert first_state.config["RESILIENCE_RETRY_AFTER"] == 1
-    assert second_state.config["RESILIENCE_RETRY_AFTER"] == 9
+    assert first_state.config["RESILIENCE_DATABASE_RETRY_AFTER"] == 1
+    assert second_state.config["RESILIENCE_DATABASE_RETRY_AFTER"] == 9
     for app, name in ((first, "first.db"), (second, "second.db")):
         with app.app_context():
             assert resilience.pool_status()[None]["url"].endswith(name)
@@ -184,10 +186,10 @@ def test_a_value_of_the_wrong_type_is_refused_naming_key_and_value(setting: Any)
         ("RESILIENCE_HARDEN_POOL", "yes"),
         ("RESILIENCE_HARDEN_POOL", 1),
         ("RESILIENCE_LOG_JSON", None),
-        ("RESILIENCE_RETRY_AFTER", -1),
-        ("RESILIENCE_RETRY_AFTER", 2.5),
-        ("RESILIENCE_RETRY_AFTER", True),
-        ("RESILIENCE_RETRY_AFTER", "5"),
+        ("RESILIENCE_DATABASE_RETRY_AFTER", -1),
+        ("RESILIENCE_DATABASE_RETRY_AFTER", 2.5),
+        ("RESILIENCE_DATABASE_RETRY_AFTER", True),
+        ("RESILIENCE_DATABASE_RETRY_AFTER", "5"),
         ("RESILIENCE_REQUEST_TIMEOUT", 0),
         ("RESILIENCE_REQUEST_TIMEOUT", -30),
         ("RESILIENCE_REQUEST_TIMEOUT", float("inf")),
@@ -212,7 +214,7 @@ def test_a_wrong_value_is_refused_naming_key_and_value(key: str, value: Any) -> 
     [
         ("RESILIENCE_REQUEST_TIMEOUT", None, None),
         ("RESILIENCE_REQUEST_TIMEOUT", 0.5, 0.5),
-        ("RESILIENCE_RETRY_AFTER", 0, 0),
+        ("RESILIENCE_DATABASE_RETRY_AFTER", 0, 0),
         ("RESILIENCE_ERROR_FORMAT", "json", "json"),
         ("RESILIENCE_API_PREFIXES", ["/api", "/v2"], ("/api", "/v2")),
         ("RESILIENCE_CLIENT_ERRORS_URL", "/client-errors", "/client-errors"),
@@ -230,7 +232,7 @@ def test_a_good_value_is_kept(key: str, value: Any, expected: Any) -> None:
     ("misspelt", "meant"),
     [
         ("RESILIENCE_HARDEN_POOLS", "RESILIENCE_HARDEN_POOL"),
-        ("RESILIENCE_RETRY_AFTR", "RESILIENCE_RETRY_AFTER"),
+        ("RESILIENCE_DATABASE_RETRY_AFTR", "RESILIENCE_DATABASE_RETRY_AFTER"),
         ("RESILIENCE_REQUEST_TIMOUT", "RESILIENCE_REQUEST_TIMEOUT"),
     ],
 )

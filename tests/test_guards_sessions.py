@@ -593,11 +593,11 @@ def test_unsafe_cookie_settings_warn(config: dict[str, Any], expected: str) -> N
 
 
 def test_warnings_point_at_the_callers_init_line() -> None:
-    app = production_app(SESSION_COOKIE_SECURE=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        Resilience().init_app(app)
-    assert caught[0].filename == __file__
+    for init in (Resilience, lambda app: Resilience().init_app(app)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            init(production_app(SESSION_COOKIE_SECURE=False))
+        assert caught[0].filename == __file__
 
 
 def test_strict_mode_refuses_unsafe_cookie_settings() -> None:
