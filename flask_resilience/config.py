@@ -118,6 +118,36 @@ SETTINGS: tuple[Setting, ...] = (
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
     ),
+    Setting(
+        "RESILIENCE_TRUSTED_PROXIES",
+        0,
+        check_number(minimum=0, integer=True),
+        "How many proxies in front of the app set X-Forwarded-For/-Proto (Werkzeug's ProxyFix).",
+    ),
+    Setting(
+        "RESILIENCE_VALIDATE_ON_STARTUP",
+        False,
+        check_bool,
+        "Run the startup checks in init_app and refuse to start when one fails.",
+    ),
+    Setting(
+        "RESILIENCE_STARTUP_RETRIES",
+        5,
+        check_number(minimum=1, integer=True),
+        "Attempts, with exponential backoff, to reach each database and Redis at startup.",
+    ),
+    Setting(
+        "RESILIENCE_SHUTDOWN_TIMEOUT",
+        30,
+        check_number(minimum=0.001),
+        "Seconds a graceful shutdown (drain and cleanups) may take before it is forced.",
+    ),
+    Setting(
+        "RESILIENCE_FOLDERS",
+        (),
+        check_str_list,
+        "Extra folders the startup checks require to exist and be writable.",
+    ),
 )
 
 # Keys that belong to Flask; the extension only replaces Flask's "no limit" default.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from werkzeug.exceptions import GatewayTimeout, HTTPException, ServiceUnavailable
+from werkzeug.exceptions import GatewayTimeout, HTTPException, ServiceUnavailable, TooManyRequests
 
 
 class ConfigurationError(ValueError):
@@ -54,3 +54,23 @@ class DatabaseUnavailable(ProblemError, ServiceUnavailable):
 
 class RequestDeadlineExceeded(ProblemError, GatewayTimeout):
     """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``)."""
+
+
+class RateLimited(ProblemError, TooManyRequests):
+    """The body of a 429: the client went over a rate limit.
+
+    Flask-Limiter raises its own ``RateLimitExceeded`` (so ``app.errorhandler(429)``
+    and ``app.errorhandler(RateLimitExceeded)`` keep working); this class only
+    renders the answer it carries: the ``limit`` member and ``Retry-After``.
+    """
+
+
+class StartupCheckFailed(RuntimeError):
+    """A required startup check failed (``RESILIENCE_VALIDATE_ON_STARTUP``).
+
+    :param results: every check that ran, failed or not.
+    """
+
+    def __init__(self, message: str, results: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
-from . import client_errors, database, deadlines, log, problems
+from . import client_errors, database, deadlines, lifecycle, limiting, log, problems, startup
 from .config import load_config
 
 if TYPE_CHECKING:
+    from flask_limiter import Limiter
+    from flask_limiter._limits import RouteLimit
     from flask_sqlalchemy import SQLAlchemy
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
 @dataclass
@@ -25,6 +29,10 @@ class _State:
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
     slow_requests: int = 0
+    draining: threading.Event = field(default_factory=threading.Event)
+    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    limiter: Limiter | None = None
+    lifecycle: lifecycle.Lifecycle = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_slow_request(self) -> None:
@@ -45,10 +53,20 @@ class Resilience:
 
     :param app: the app to initialise now; or call :meth:`init_app` later.
     :param db: the app's ``flask_sqlalchemy.SQLAlchemy``, if it has one.
+    :param limiter: a ``flask_limiter.Limiter`` of the app's own, not yet initialised;
+        by default the extension makes one keyed on the client's address.
     """
 
-    def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
         self._db = db
+        self._limiter = limiter or limiting.new_limiter()
+        self._cleanups: list[lifecycle.Cleanup] = []
         if app is not None:
             self.init_app(app)
 
@@ -66,8 +84,10 @@ class Resilience:
                 " Import and use that instance instead."
             )
         state = _State(extension=self, config=load_config(app), db=db or self._db)
-
         config = state.config
+        state.lifecycle = lifecycle.Lifecycle(
+            state.draining, self._cleanups, config["RESILIENCE_SHUTDOWN_TIMEOUT"]
+        )
 
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
@@ -78,8 +98,13 @@ class Resilience:
         deadlines.init_app(app, state.db)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
+        limiting.trust_proxies(app, config["RESILIENCE_TRUSTED_PROXIES"])
+        limiting.init_app(app, state, self._limiter)
+        lifecycle.init_app(app, state)
 
         app.extensions["resilience"] = state
+        if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
+            startup.validate(app)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
@@ -93,6 +118,71 @@ class Resilience:
         if state.db is None:
             return {}
         return database.pool_status(state.db, state.pool_options)
+
+    @property
+    def limiter(self) -> Limiter:
+        """The ``flask_limiter.Limiter`` doing the rate limiting."""
+        return self._limiter
+
+    def limit(self, limit_value: str | Callable[[], str], **options: Any) -> RouteLimit:
+        """Rate limit a view (or a blueprint), on top of or instead of the default limit::
+
+            @app.post("/login")
+            @resilience.limit("30 per 15 minutes")
+            def login(): ...
+
+        :param limit_value: a limit such as ``"30 per 15 minutes"``, or several
+            separated by ``;``.
+        :param options: Flask-Limiter's ``Limiter.limit`` keyword arguments
+            (``key_func``, ``methods``, ``exempt_when``, ``override_defaults`` ...).
+        """
+        return self._limiter.limit(limit_value, **options)
+
+    def exempt(self, view: F) -> F:
+        """Exempt a view (or a blueprint) from the default rate limit."""
+        return self._limiter.exempt(view)  # type: ignore[return-value]
+
+    @overload
+    def register_cleanup(
+        self, function: None = None, *, timeout: float = ..., name: str | None = ...
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def register_cleanup(
+        self, function: F, *, timeout: float = ..., name: str | None = ...
+    ) -> F: ...
+
+    def register_cleanup(
+        self,
+        function: F | None = None,
+        *,
+        timeout: float = lifecycle.DEFAULT_CLEANUP_TIMEOUT,
+        name: str | None = None,
+    ) -> F | Callable[[F], F]:
+        """Call ``function`` once at shutdown, within ``timeout`` seconds.
+
+        Cleanups run newest first; one that raises or hangs never keeps the others
+        from running. Usable as a decorator, with or without arguments::
+
+            @resilience.register_cleanup(timeout=2)
+            def close_search_client():
+                search.close()
+        """
+
+        def register(function: F) -> F:
+            label = name or lifecycle.cleanup_name(function)
+            self._cleanups.append(lifecycle.Cleanup(function, timeout, label))
+            return function
+
+        return register if function is None else register(function)
+
+    def shutdown(self) -> None:
+        """Shut the current app down gracefully: drain, wait for requests, run cleanups.
+
+        Returns when done, within ``RESILIENCE_SHUTDOWN_TIMEOUT``; a second call
+        returns at once. Servers call this for you (SIGTERM, the gunicorn hooks).
+        """
+        _get_state().lifecycle.shutdown()
 
 
 def _get_state(app: Flask | None = None) -> _State:
