@@ -10,8 +10,10 @@ from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
     ProblemError,
+    RateLimited,
     RequestDeadlineExceeded,
     ResilienceWarning,
+    StartupCheckFailed,
 )
 from .extension import Resilience
 from .log import JsonFormatter, current_request_id
@@ -21,9 +23,11 @@ __all__ = [
     "DatabaseUnavailable",
     "JsonFormatter",
     "ProblemError",
+    "RateLimited",
     "RequestDeadlineExceeded",
     "Resilience",
     "ResilienceWarning",
+    "StartupCheckFailed",
     "current_request_id",
     "log_errors",
     "query_timeout",
