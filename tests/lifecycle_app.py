@@ -19,7 +19,7 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY="a-test-secret-key-long-enough-to-pass-checks",
-        RATELIMIT_ENABLED=False,
+        RATELIMIT_DEFAULT="1000 per minute",
         RESILIENCE_SHUTDOWN_TIMEOUT=float(os.environ.get("LIFECYCLE_SHUTDOWN_TIMEOUT", "10")),
     )
     resilience = Resilience(app)

@@ -230,6 +230,7 @@ def _sigterm_during_slow_requests(
         if probe_readiness:
             time.sleep(0.3)
             readiness.append(_get(f"{base}/health/ready", timeout=2)[0])
+            process.send_signal(signal.SIGTERM)  # a second one changes nothing
         process.wait(20)
         elapsed = time.monotonic() - sent
         return requests, readiness, elapsed
@@ -267,6 +268,9 @@ def test_sigterm_to_gunicorn_drains_then_cleans_up(tmp_path: Path) -> None:
     assert elapsed < 10, log
     lines = cleanup_file.read_text().splitlines()
     assert len(lines) == 2 and len(set(lines)) == 2, lines  # once in each worker
+    # Two workers counting rate limits in memory: each says so as it starts.
+    assert log.count("2 worker processes serve this app") == 2, log
+    assert "RATELIMIT_STORAGE_URI=redis://" in log
 
 
 def test_sigterm_to_a_werkzeug_server_drains_then_cleans_up(tmp_path: Path) -> None:
@@ -287,3 +291,50 @@ def test_sigterm_to_a_werkzeug_server_drains_then_cleans_up(tmp_path: Path) -> N
     assert process.returncode == 0, log
     assert elapsed < 10, log
     assert len(cleanup_file.read_text().splitlines()) == 1
+
+
+def test_shutdown_disposes_of_the_database_pools(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy import text
+
+    db = SQLAlchemy()
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
+    resilience = Resilience(app, db=db)
+    db.init_app(app)
+    with app.app_context():
+        db.session.execute(text("SELECT 1"))
+        db.session.remove()
+        assert db.engine.pool.checkedin() == 1
+        resilience.shutdown()
+        assert db.engine.pool.checkedin() == 0
+
+
+def test_requests_still_in_flight_at_the_deadline_are_logged(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(RATELIMIT_ENABLED=False, RESILIENCE_SHUTDOWN_TIMEOUT=0.3)
+    Resilience(app)
+    release = threading.Event()
+
+    @app.get("/stuck")
+    def stuck() -> str:
+        release.wait(5)
+        return "done"
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            request = pool.submit(_get, f"http://127.0.0.1:{server.server_port}/stuck")
+            lifecycle_ = app.extensions["resilience"].lifecycle
+            assert wait_until(lambda: lifecycle_.in_flight == 1, 5)
+            started = time.monotonic()
+            lifecycle_.shutdown()
+            assert time.monotonic() - started < 1
+            release.set()
+            assert request.result() == (200, "done")
+    finally:
+        server.shutdown()
+    assert "1 requests still in flight" in caplog.text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -266,6 +268,17 @@ def test_worker_count() -> None:
     assert server._workers_option(["app:create_app()"]) is None
 
 
+def test_worker_count_under_gunicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["gunicorn", "-w", "4", "app:create_app()"])
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--workers 2")
+    # What gunicorn's master has imported by the time it loads a preloaded app.
+    monkeypatch.setitem(sys.modules, "gunicorn.arbiter", types.ModuleType("gunicorn.arbiter"))
+    assert server.under_gunicorn()
+    assert server.worker_count() == 4
+    monkeypatch.setattr(server, "_gunicorn_workers", 3)  # what the post_fork hook records
+    assert server.worker_count() == 3
+
+
 def test_worker_count_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     assert server.worker_count() == 1
@@ -284,3 +297,24 @@ def test_the_rate_limit_section_is_json(make_app: Callable[..., Flask]) -> None:
         "reachable": True,
         "counting_in_memory_fallback": False,
     }
+
+
+@pytest.mark.redis
+def test_shutdown_closes_the_redis_connections(
+    make_app: Callable[..., Flask], redis: RedisServer
+) -> None:
+    import redis as redis_lib
+
+    observer = redis_lib.from_url(redis.url)
+    app, resilience = limited_app(make_app, RATELIMIT_STORAGE_URI=redis.url)
+
+    def clients() -> int:
+        return len(observer.client_list())
+
+    before = clients()
+    app.test_client().get("/")
+    assert clients() == before + 1
+    with app.app_context():
+        resilience.shutdown()
+    assert clients() == before
+    observer.close()

@@ -321,3 +321,28 @@ def test_status_prints_the_detailed_health(serving: tuple[Flask, str]) -> None:
     result = run(app, "status", "--url", url)
     assert result.exit_code == 1
     assert json.loads(result.output) == {"status": "fail"}
+
+
+def test_sqlite_binds_and_no_rate_limiting(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    app = checked_app(
+        make_app,
+        RATELIMIT_ENABLED=False,
+        SQLALCHEMY_BINDS={"local": f"sqlite:///{tmp_path / 'local.db'}", "none": {}},
+    )
+    checks = by_name(run(app, "check", "--json").output)
+    assert checks["database local"]["status"] == "pass"
+    assert "database none" not in checks
+    assert checks["rate limit storage"]["detail"] == "rate limiting is off"
+
+
+def test_status_of_an_app_without_the_extension(make_app: Callable[..., Flask]) -> None:
+    result = run(make_app(), "status")
+    assert "not initialised" in result.output
+
+
+def test_status_prints_a_text_answer_as_it_is(make_app: Callable[..., Flask]) -> None:
+    app = health_app(make_app)
+    app.add_url_rule("/health/detailed", "detailed", lambda: "all good")
+    result = run(app, "status")
+    assert result.exit_code == 0
+    assert result.output.strip() == "all good"
