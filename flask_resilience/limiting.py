@@ -101,6 +101,19 @@ def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
     uri = getattr(limiter, "_storage_uri", None) or app.config[ConfigVars.STORAGE_URI]
     state.detail_providers["rate_limit"] = partial(storage_status, limiter, display_uri(uri))
     state.lifecycle.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
+    _register_health_check(state, limiter)
+
+
+def _register_health_check(state: _State, limiter: Limiter) -> None:
+    """A non-critical readiness check of the storage, where the health checks exist."""
+    health_check = getattr(state.extension, "health_check", None)
+    if health_check is None:
+        return
+
+    def rate_limit_storage() -> str:
+        return storage_health(limiter)
+
+    health_check("rate_limit_storage", critical=False, timeout=2.0)(rate_limit_storage)
 
 
 def fill_defaults(config: dict[str, Any]) -> None:
