@@ -7,17 +7,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app
 
 from . import client_errors, database, deadlines, lifecycle, limiting, log, problems, startup
 from .config import load_config
 
 if TYPE_CHECKING:
-    from flask_limiter import Limiter
-    from flask_limiter._limits import RouteLimit
+    from flask_limiter import Limiter, RouteLimit
     from flask_sqlalchemy import SQLAlchemy
 
 F = TypeVar("F", bound=Callable[..., object])
+V = TypeVar("V", bound=Callable[..., object] | Blueprint)
 
 
 @dataclass
@@ -138,9 +138,13 @@ class Resilience:
         """
         return self._limiter.limit(limit_value, **options)
 
-    def exempt(self, view: F) -> F:
-        """Exempt a view (or a blueprint) from the default rate limit."""
-        return self._limiter.exempt(view)  # type: ignore[return-value]
+    def exempt(self, view: V) -> V:
+        """Exempt a view, or every view of a blueprint, from the default rate limit."""
+        if isinstance(view, Blueprint):  # one call; two branches for Limiter.exempt's overloads
+            self._limiter.exempt(view)
+        else:
+            self._limiter.exempt(view)
+        return view
 
     @overload
     def register_cleanup(

@@ -6,8 +6,9 @@ Shutting an app down, whoever asks (SIGTERM, gunicorn's ``worker_exit`` hook,
 1. ``state.draining`` is set at once, so readiness answers 503 and the load
    balancer stops sending traffic;
 2. requests already in flight finish (counted by a WSGI middleware);
-3. the cleanups run, newest first, each in its own thread bounded by its own
-   timeout, an exception in one never skipping the others;
+3. the cleanups run, newest first (the extension's own after the app's), each in
+   its own thread bounded by its own timeout, an exception in one never skipping
+   the others;
 4. ``RESILIENCE_SHUTDOWN_TIMEOUT`` bounds the whole: waiting for requests may use
    what the cleanups do not need, and a cleanup that hangs is left behind.
 
@@ -52,6 +53,8 @@ _EXIT_GRACE = 5.0
 """Seconds the main thread gets to exit after the shutdown before the process is ended."""
 
 _order = itertools.count()
+_OWN_FIRST = 10**15
+"""Taken off the order of the extension's own cleanups, so that they run last."""
 _claim_lock = threading.Lock()
 
 
@@ -101,8 +104,12 @@ class Lifecycle:
     def add_cleanup(
         self, function: Callable[[], object], *, timeout: float = DEFAULT_CLEANUP_TIMEOUT, name: str
     ) -> None:
-        """A cleanup of this app's own resources (an engine pool, a Redis client)."""
-        self.cleanups.append(Cleanup(function, timeout, name))
+        """A cleanup of the extension's own resources (an engine pool, a Redis client).
+
+        These run after every cleanup registered with ``register_cleanup``, which
+        may still need them, even ones registered before the app was initialised.
+        """
+        self.cleanups.append(Cleanup(function, timeout, name, order=next(_order) - _OWN_FIRST))
 
     def track_requests(self, wsgi_app: WSGIApplication) -> WSGIApplication:
         """Wrap ``wsgi_app`` to count the requests in flight."""
@@ -168,7 +175,6 @@ def init_app(app: Flask, state: _State) -> None:
     app.wsgi_app = state.lifecycle.track_requests(app.wsgi_app)  # type: ignore[method-assign,assignment]
     if state.db is not None:
         db = state.db
-        # Registered first, so it runs last: other cleanups may still need the database.
         state.lifecycle.add_cleanup(partial(_dispose_engines, app, db), name="database pools")
     register(state.lifecycle)
 

@@ -293,7 +293,7 @@ def test_sigterm_to_a_werkzeug_server_drains_then_cleans_up(tmp_path: Path) -> N
     assert len(cleanup_file.read_text().splitlines()) == 1
 
 
-def test_shutdown_disposes_of_the_database_pools(
+def test_shutdown_disposes_of_the_database_pools_after_the_apps_cleanups(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     from flask_sqlalchemy import SQLAlchemy
@@ -301,14 +301,25 @@ def test_shutdown_disposes_of_the_database_pools(
 
     db = SQLAlchemy()
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
-    resilience = Resilience(app, db=db)
+    resilience = Resilience(db=db)
+    pools_seen: list[object] = []
+
+    @resilience.register_cleanup  # registered before init_app, still runs before the pools go
+    def uses_the_database() -> None:
+        with app.app_context():
+            pools_seen.append(db.engine.pool)
+
+    resilience.init_app(app)
     db.init_app(app)
     with app.app_context():
         db.session.execute(text("SELECT 1"))
         db.session.remove()
-        assert db.engine.pool.checkedin() == 1
+        pool = db.engine.pool
+        assert pool.checkedin() == 1
         resilience.shutdown()
+        assert db.engine.pool is not pool  # disposed of: a fresh, empty pool
         assert db.engine.pool.checkedin() == 0
+    assert pools_seen == [pool]
 
 
 def test_requests_still_in_flight_at_the_deadline_are_logged(

@@ -66,6 +66,7 @@ def test_default_limit_is_100_per_minute_per_client(make_app: Callable[..., Flas
     assert body["limit"] == "100 per 1 minute"
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     assert body["detail"].startswith("Too many requests: the limit is 100 per 1 minute.")
+    assert not any(name.startswith("X-Resilience") for name, _ in response.headers)
     # Another client has its own allowance.
     assert client.get("/", environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
 
@@ -318,3 +319,34 @@ def test_shutdown_closes_the_redis_connections(
         resilience.shutdown()
     assert clients() == before
     observer.close()
+
+
+def test_a_blueprint_can_be_exempt(make_app: Callable[..., Flask]) -> None:
+    from flask import Blueprint
+
+    resilience = Resilience()
+    public = Blueprint("public", __name__)
+    public.add_url_rule("/public", "page", lambda: "page")
+    resilience.exempt(public)
+    app, _ = limited_app(make_app, resilience, RATELIMIT_DEFAULT="1 per minute")
+    app.register_blueprint(public)
+    assert hit(app.test_client(), 3, "/public") == [200] * 3
+
+
+def test_the_storage_is_a_non_critical_health_check(make_app: Callable[..., Flask]) -> None:
+    registered: dict[str, Any] = {}
+
+    class WithHealthChecks(Resilience):
+        def health_check(
+            self, name: str, *, critical: bool, timeout: float
+        ) -> Callable[[Callable[[], str]], Callable[[], str]]:
+            def register(check: Callable[[], str]) -> Callable[[], str]:
+                registered[name] = (check, critical)
+                return check
+
+            return register
+
+    limited_app(make_app, WithHealthChecks())
+    check, critical = registered["rate_limit_storage"]
+    assert critical is False
+    assert check() == "pass"
