@@ -67,7 +67,7 @@ def status_command(ctx: click.Context, url: str | None, timeout: float) -> None:
     """Print the app's health summary; exit 1 unless it is healthy."""
     status, body = _get(ctx, url, "detailed", timeout)
     if status == 404 and url is None:
-        status, body = 200, _local_summary(ctx.ensure_object(ScriptInfo).load_app())
+        status, body = 200, _local_summary(_load_app(ctx))
     click.echo(_pretty(body))
     ctx.exit(0 if 200 <= status < 300 else 1)
 
@@ -89,10 +89,17 @@ def _get(ctx: click.Context, url: str | None, endpoint: str, timeout: float) -> 
     """(status, body) of ``<health prefix>/<endpoint>``, over HTTP or in-process."""
     if url is not None:
         return _get_over_http(f"{url.rstrip('/')}/health/{endpoint}", timeout)
-    app = ctx.ensure_object(ScriptInfo).load_app()
+    app = _load_app(ctx)
     prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health").rstrip("/")
     response = app.test_client().get(f"{prefix}/{endpoint}")
     return response.status_code, _decoded(response.get_data(as_text=True))
+
+
+def _load_app(ctx: click.Context) -> Flask:
+    try:
+        return ctx.ensure_object(ScriptInfo).load_app()
+    except Exception as error:  # the probe fails; a traceback would hide why
+        raise click.ClickException(f"cannot load the app: {error}") from error
 
 
 def _get_over_http(url: str, timeout: float) -> tuple[int, Any]:

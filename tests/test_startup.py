@@ -346,3 +346,41 @@ def test_status_prints_a_text_answer_as_it_is(make_app: Callable[..., Flask]) ->
     result = run(app, "status")
     assert result.exit_code == 0
     assert result.output.strip() == "all good"
+
+
+def test_the_flask_command_finds_the_group_through_its_entry_point(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    flask = Path(sys.executable).parent / "flask"
+    env = {
+        **os.environ,
+        "LIFECYCLE_CLEANUP_FILE": str(tmp_path / "cleanups.txt"),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    app = ["--app", "tests.lifecycle_app:create_app", "resilience"]
+
+    def flask_command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(flask), *app, *args], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    probe = flask_command("probe", "ready")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "ready: 200"
+    check = flask_command("check", "--json")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+
+
+def test_probe_fails_cleanly_when_the_app_cannot_load() -> None:
+    from click.testing import CliRunner
+
+    def broken() -> Flask:
+        raise RuntimeError("no database")
+
+    result = CliRunner().invoke(
+        resilience_group, ["probe", "live"], obj=ScriptInfo(create_app=broken)
+    )
+    assert result.exit_code == 1
+    assert "cannot load the app: no database" in result.output
