@@ -7,11 +7,13 @@ stops accepting connections and lets its requests in flight finish within
 ``graceful_timeout``. These hooks add what gunicorn cannot know about:
 
 * ``post_fork``: tells the app how many workers there are (in-memory rate limits
-  are per process) and turns readiness to 503 the moment the worker gets SIGTERM;
+  are per process); when the worker gets SIGTERM, turns readiness to 503 at once
+  and ends the worker if it is still busy ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
 * ``worker_exit``: runs the app's cleanups once the worker's requests are done;
 * ``on_exit``: runs the master's, for apps loaded there with ``preload_app``.
 
-Keep gunicorn's ``graceful_timeout`` at least ``RESILIENCE_SHUTDOWN_TIMEOUT``.
+Keep gunicorn's ``graceful_timeout`` at least ``RESILIENCE_SHUTDOWN_TIMEOUT``, so
+that the deadline is the extension's and its cleanups get their time.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def post_fork(arbiter: Any, worker: Any) -> None:
     # The worker installs ``self.handle_exit`` for SIGTERM after this hook: wrapping
     # the attribute chains ours in front of gunicorn's, replacing nothing.
     def drain_then_handle_exit(signum: int, frame: FrameType | None) -> None:
-        lifecycle.begin_draining()
+        lifecycle.enforce_deadline()  # drains at once; the process ends by the deadline
         handle_exit(signum, frame)
 
     worker.handle_exit = drain_then_handle_exit

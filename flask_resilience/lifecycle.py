@@ -143,13 +143,8 @@ class Lifecycle:
             self._started = True
         if deadline is None:
             deadline = time.monotonic() + self.timeout
-        pending = sorted(
-            (cleanup for cleanup in [*self.cleanups, *self._shared] if not cleanup.claimed),
-            key=lambda cleanup: cleanup.order,
-            reverse=True,
-        )
-        # The cleanups' own bounds come off the time left for requests, up to half of it.
-        reserve = min(sum(cleanup.timeout for cleanup in pending), self.timeout / 2)
+        pending = self._pending()
+        reserve = self.cleanup_reserve()
         if not self._wait_for_requests(deadline - reserve, 1 if has_request_context() else 0):
             logger.warning(
                 "Shutting down with %d requests still in flight after the drain deadline",
@@ -159,6 +154,17 @@ class Lifecycle:
             if cleanup.claim():
                 _run_bounded(cleanup, deadline)
         self.finished.set()
+
+    def _pending(self) -> list[Cleanup]:
+        return sorted(
+            (cleanup for cleanup in [*self.cleanups, *self._shared] if not cleanup.claimed),
+            key=lambda cleanup: cleanup.order,
+            reverse=True,
+        )
+
+    def cleanup_reserve(self) -> float:
+        """Seconds kept for the cleanups at the end: their bounds, up to half the timeout."""
+        return min(sum(cleanup.timeout for cleanup in self._pending()), self.timeout / 2)
 
     def _wait_for_requests(self, until: float, allowed: int) -> bool:
         while len(self._active) > allowed:
@@ -220,6 +226,7 @@ _process_lock = threading.Lock()
 _hooks_installed = False
 _shutdown_thread: threading.Thread | None = None
 _shutdown_done = threading.Event()
+_drain_started: float | None = None
 
 
 def register(lifecycle: Lifecycle) -> None:
@@ -250,20 +257,54 @@ def install_sigterm_handler() -> bool:
 
 
 def begin_draining() -> None:
-    """Turn readiness to 503 in every app of the process, at once."""
+    """Turn readiness to 503 in every app of the process, at once.
+
+    The shutdown's deadline counts from the first call.
+    """
+    global _drain_started
+    if _drain_started is None:
+        _drain_started = time.monotonic()
     for lifecycle in list(_lifecycles):
         lifecycle.draining.set()
 
 
 def shutdown_all() -> None:
     """Shut every app of the process down, within the longest of their deadlines."""
-    lifecycles = list(_lifecycles)
     begin_draining()
-    if not lifecycles:
-        return
-    deadline = time.monotonic() + max(lifecycle.timeout for lifecycle in lifecycles)
-    for lifecycle in lifecycles:
+    deadline = _deadline()
+    for lifecycle in list(_lifecycles):
         lifecycle.shutdown(deadline)
+
+
+def _deadline() -> float:
+    timeouts = [lifecycle.timeout for lifecycle in list(_lifecycles)]
+    return (_drain_started or time.monotonic()) + max(timeouts, default=0)
+
+
+def enforce_deadline() -> None:
+    """Bound a shutdown that the server drains on its own (gunicorn) by the deadline.
+
+    gunicorn waits ``graceful_timeout`` for its requests before ``worker_exit``
+    runs the cleanups. If requests are still in flight when only the cleanups'
+    time is left, the cleanups run anyway and the process ends:
+    ``RESILIENCE_SHUTDOWN_TIMEOUT`` bounds the drain and the cleanups together.
+    """
+    begin_draining()
+    reserve = max((lifecycle.cleanup_reserve() for lifecycle in list(_lifecycles)), default=0)
+    remaining = max(0.0, _deadline() - reserve - time.monotonic())
+    watchdog = threading.Timer(remaining, _clean_up_and_exit)
+    watchdog.name = "flask-resilience deadline"
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _clean_up_and_exit() -> None:
+    logger.error("Requests still in flight at the shutdown deadline; cleaning up and exiting")
+    shutdown_all()  # returns at once if worker_exit is running it: wait for that one
+    deadline = _deadline()
+    for lifecycle in list(_lifecycles):
+        lifecycle.finished.wait(max(0.0, deadline - time.monotonic()))
+    os._exit(1)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -6,6 +6,7 @@ a test can count how often cleanups ran in the server's processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from flask_resilience import Resilience
 
 
 def create_app() -> Flask:
+    logging.basicConfig(level=logging.INFO)  # the extension's records, in the server's log
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY="a-test-secret-key-long-enough-to-pass-checks",

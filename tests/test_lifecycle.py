@@ -194,12 +194,14 @@ def test_sigterm_is_left_to_whoever_handles_it() -> None:
 # --- Real servers ------------------------------------------------------------------
 
 
-def _start(command: list[str], port: int, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(
+    command: list[str], port: int, tmp_path: Path, shutdown_timeout: float = 10
+) -> tuple[subprocess.Popen[bytes], Path]:
     cleanup_file = tmp_path / "cleanups.txt"
     env = {
         **os.environ,
         "LIFECYCLE_CLEANUP_FILE": str(cleanup_file),
-        "LIFECYCLE_SHUTDOWN_TIMEOUT": "10",
+        "LIFECYCLE_SHUTDOWN_TIMEOUT": str(shutdown_timeout),
         "PYTHONPATH": str(ROOT),
     }
     with (tmp_path / "server.log").open("wb") as log:
@@ -236,23 +238,23 @@ def _sigterm_during_slow_requests(
         return requests, readiness, elapsed
 
 
+def _gunicorn(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "gunicorn"),
+        "--config",
+        "tests/lifecycle_gunicorn_conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--no-control-socket",
+        "tests.lifecycle_app:create_app()",
+    ]
+
+
 def test_sigterm_to_gunicorn_drains_then_cleans_up(tmp_path: Path) -> None:
     port = free_port()
-    process, cleanup_file = _start(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "--config",
-            "tests/lifecycle_gunicorn_conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--no-control-socket",
-            "tests.lifecycle_app:create_app()",
-        ],
-        port,
-        tmp_path,
-    )
+    process, cleanup_file = _start(_gunicorn(port), port, tmp_path)
     try:
         requests, _, elapsed = _sigterm_during_slow_requests(
             process, f"http://127.0.0.1:{port}", probe_readiness=False
@@ -271,6 +273,28 @@ def test_sigterm_to_gunicorn_drains_then_cleans_up(tmp_path: Path) -> None:
     # Two workers counting rate limits in memory: each says so as it starts.
     assert log.count("2 worker processes serve this app") == 2, log
     assert "RATELIMIT_STORAGE_URI=redis://" in log
+
+
+def test_a_request_that_outlives_the_deadline_does_not_hold_gunicorn_up(tmp_path: Path) -> None:
+    port = free_port()
+    process, cleanup_file = _start(_gunicorn(port), port, tmp_path, shutdown_timeout=2)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(_get, f"http://127.0.0.1:{port}/slow?seconds=30", 20)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            process.wait(20)
+            elapsed = time.monotonic() - sent
+            with pytest.raises(OSError):
+                stuck.result()  # cut off at the deadline
+    finally:
+        _stop(process)
+    log = (tmp_path / "server.log").read_text()
+    assert elapsed < 4, log  # the deadline (2 s), not gunicorn's graceful_timeout (15 s)
+    assert "still in flight at the shutdown deadline" in log
+    lines = cleanup_file.read_text().splitlines()
+    assert len(lines) == 2 and len(set(lines)) == 2, log  # the stuck worker cleaned up too
 
 
 def test_sigterm_to_a_werkzeug_server_drains_then_cleans_up(tmp_path: Path) -> None:
