@@ -3,6 +3,7 @@
 Registered through the ``flask.commands`` entry point, so every app that has
 flask_resilience installed gets it::
 
+    flask resilience config
     flask resilience check [--json] [--retries N] [--workers N]
     flask resilience status [--url URL]
     flask resilience probe live|ready [--url URL] [--timeout SECONDS]
@@ -19,18 +20,31 @@ import urllib.request
 from typing import Any
 
 import click
-from flask import Flask
-from flask.cli import ScriptInfo
+from flask import Flask, current_app
+from flask.cli import ScriptInfo, with_appcontext
 
 from . import startup
+from .extension import _get_state
 from .startup import CheckResult
 
 PROBE_TIMEOUT = 5.0
 
 
-@click.group("resilience", help="flask_resilience: startup checks, health and probes.")
+@click.group(
+    "resilience", help="flask_resilience: configuration, startup checks, health and probes."
+)
 def resilience_group() -> None:
     pass
+
+
+@resilience_group.command("config")
+@with_appcontext
+def show_config() -> None:
+    """Print every RESILIENCE_* setting in force, after defaults and checks."""
+    config = _get_state(current_app).config
+    width = max(len(key) for key in config)
+    for key, value in sorted(config.items()):
+        click.echo(f"{key:<{width}}  {value!r}")
 
 
 @resilience_group.command("check")

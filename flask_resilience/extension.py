@@ -9,7 +9,20 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Blueprint, Flask, current_app
 
-from . import client_errors, database, deadlines, lifecycle, limiting, log, problems, startup
+from . import (
+    circuit,
+    client_errors,
+    database,
+    deadlines,
+    lifecycle,
+    limiting,
+    log,
+    problems,
+    retry,
+    startup,
+    uploads,
+)
+from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 
 if TYPE_CHECKING:
@@ -28,6 +41,9 @@ class _State:
     config: Mapping[str, Any]
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+    breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
+    circuit_link: circuit._RedisLink | None = None
+    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
     slow_requests: int = 0
     draining: threading.Event = field(default_factory=threading.Event)
     detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
@@ -93,16 +109,18 @@ class Resilience:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
-        log.init_app(app, config)
-        problems.init_app(app)
+        uploads.init_app(app, config)
+        app.extensions["resilience"] = state
         deadlines.init_app(app, state.db)
+        log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
+        problems.init_app(app)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
+        circuit.init_app(app, state)
+        retry.init_app(app, state)
         limiting.trust_proxies(app, config["RESILIENCE_TRUSTED_PROXIES"])
         limiting.init_app(app, state, self._limiter)
         lifecycle.init_app(app, state)
-
-        app.extensions["resilience"] = state
         if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
             startup.validate(app)
 
@@ -187,6 +205,27 @@ class Resilience:
         returns at once. Servers call this for you (SIGTERM, the gunicorn hooks).
         """
         _get_state().lifecycle.shutdown()
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """Every circuit breaker's state and counters, as the current app sees them.
+
+        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"`` or
+        ``"half-open"``), ``fail_counter``, ``fail_max``, ``reset_timeout``,
+        ``opened_at`` (a Unix time, or ``None``) and ``storage`` (``"redis"``, or
+        ``"memory"`` when the state is per process, by configuration or because
+        Redis is unreachable). Needs an app context.
+        """
+        _get_state()
+        return circuit.breaker_states()
+
+    def bulkheads(self) -> dict[str, dict[str, Any]]:
+        """Every bulkhead's limit and use in this process, for the current app.
+
+        Keyed by bulkhead name; each entry has ``max_concurrent``, ``max_wait``,
+        ``in_use`` and ``rejected``. Needs an app context.
+        """
+        _get_state()
+        return bulkhead_states()
 
 
 def _get_state(app: Flask | None = None) -> _State:

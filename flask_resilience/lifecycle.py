@@ -181,6 +181,9 @@ def init_app(app: Flask, state: _State) -> None:
     if state.db is not None:
         db = state.db
         state.lifecycle.add_cleanup(partial(_dispose_engines, app, db), name="database pools")
+    if state.circuit_link is not None:
+        client = state.circuit_link.client
+        state.lifecycle.add_cleanup(client.close, name="circuit breaker Redis")
     register(state.lifecycle)
 
 

@@ -38,7 +38,12 @@ DISTRIBUTION = "flask-resilience"
 CONNECT_TIMEOUT = 5
 _FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 8.0
-_REDIS_KEYS = ("RATELIMIT_STORAGE_URI", "REDIS_URL", "CACHE_REDIS_URL")
+_REDIS_KEYS = (
+    "RATELIMIT_STORAGE_URI",
+    "RESILIENCE_CIRCUIT_STORAGE_URI",
+    "REDIS_URL",
+    "CACHE_REDIS_URL",
+)
 _REDIS_URL_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+unix"})
 _PLACEHOLDER_SECRETS = frozenset(
     {
