@@ -373,3 +373,21 @@ def test_requests_still_in_flight_at_the_deadline_are_logged(
     finally:
         server.shutdown()
     assert "1 requests still in flight" in caplog.text
+
+
+@pytest.mark.redis
+def test_shutdown_closes_the_circuit_breakers_redis_client(
+    make_app: Callable[..., Flask], redis_url: str
+) -> None:
+    import redis as redis_lib
+
+    observer = redis_lib.from_url(redis_url)
+    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url, RATELIMIT_ENABLED=False)
+    resilience = Resilience(app)
+    before = len(observer.client_list())
+    app.extensions["resilience"].circuit_link.client.ping()
+    assert len(observer.client_list()) == before + 1
+    with app.app_context():
+        resilience.shutdown()
+    assert len(observer.client_list()) == before
+    observer.close()
