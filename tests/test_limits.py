@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -350,3 +351,32 @@ def test_the_storage_is_a_non_critical_health_check(make_app: Callable[..., Flas
     check, critical = registered["rate_limit_storage"]
     assert critical is False
     assert check() == "pass"
+
+
+@pytest.mark.redis
+def test_redis_killed_while_requests_are_being_served(
+    make_app: Callable[..., Flask], redis: RedisServer
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    app, _ = limited_app(
+        make_app, RATELIMIT_STORAGE_URI=redis.url, RATELIMIT_DEFAULT="10000/minute"
+    )
+    killed = threading.Event()
+
+    def client_loop(number: int) -> list[int]:
+        client = app.test_client()
+        environ = {"REMOTE_ADDR": f"10.0.0.{number}"}
+        statuses = []
+        while len(statuses) < 400:
+            statuses.append(client.get("/", environ_base=environ).status_code)
+            if len(statuses) == 100 and number == 0:
+                redis.kill()
+                killed.set()
+        return statuses
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(client_loop, range(4)))
+    assert killed.is_set()
+    assert all(status == 200 for statuses in results for status in statuses)
+    assert app.extensions["resilience"].detail_providers["rate_limit"]()["status"] == "degraded"
