@@ -216,16 +216,42 @@ def configured_folders(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def check_folder(key: str, path: str) -> CheckResult:
+    """The folder exists and takes a file; missing but creatable is only a warning.
+
+    Apps often create such folders on first use; in a container, though, a folder
+    that is missing may be a volume that was not mounted.
+    """
     name = f"folder {key}"
     folder = Path(path)
-    if not folder.is_dir():
-        return CheckResult(name, "fail", f"{path} does not exist or is not a folder")
+    if folder.exists() and not folder.is_dir():
+        return CheckResult(name, "fail", f"{path} is not a folder")
+    if not folder.exists():
+        ancestor = _nearest_existing(folder)
+        if ancestor.is_dir() and _writable(ancestor) is None:
+            detail = f"{path} does not exist yet; it can be created ({ancestor} is writable)"
+            return CheckResult(name, "warn", detail)
+        return CheckResult(name, "fail", f"{path} does not exist and cannot be created")
+    problem = _writable(folder)
+    if problem is not None:
+        return CheckResult(name, "fail", f"{path} is not writable: {problem}")
+    return CheckResult(name, "pass", f"{path} exists and is writable")
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.absolute().parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")  # pragma: no cover - the root always exists
+
+
+def _writable(folder: Path) -> str | None:
+    """Why a file cannot be made in ``folder``, or ``None`` when it can."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        return CheckResult(name, "fail", f"{path} is not writable: {error.strerror or error}")
-    return CheckResult(name, "pass", f"{path} exists and is writable")
+        return error.strerror or str(error)
+    return None
 
 
 def database_urls(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:

@@ -157,17 +157,26 @@ def test_folders_must_exist_and_be_writable(make_app: Callable[..., Flask], tmp_
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     read_only.chmod(0o500)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
     app = checked_app(
         make_app,
-        UPLOAD_FOLDER=str(tmp_path / "missing"),
-        RESILIENCE_FOLDERS=[str(read_only), str(tmp_path)],
+        UPLOAD_FOLDER=str(tmp_path / "missing" / "uploads"),
+        RESILIENCE_FOLDERS=[str(read_only), str(tmp_path), str(a_file), str(a_file / "below")],
     )
     try:
-        checks = by_name(run(app, "check", "--json").output)
+        result = run(app, "check", "--json")
+        checks = by_name(result.output)
     finally:
         read_only.chmod(0o700)
-    assert checks["folder UPLOAD_FOLDER"]["status"] == "fail"
+    assert result.exit_code == 1
+    # Missing, but creatable on first use: worth a warning, not a refusal.
+    assert checks["folder UPLOAD_FOLDER"]["status"] == "warn"
+    assert "can be created" in checks["folder UPLOAD_FOLDER"]["detail"]
     assert checks["folder RESILIENCE_FOLDERS[1]"]["status"] == "pass"
+    assert checks["folder RESILIENCE_FOLDERS[2]"]["detail"].endswith("is not a folder")
+    assert checks["folder RESILIENCE_FOLDERS[3]"]["status"] == "fail"
+    assert "cannot be created" in checks["folder RESILIENCE_FOLDERS[3]"]["detail"]
     if os.geteuid() != 0:  # root writes anywhere
         assert checks["folder RESILIENCE_FOLDERS[0]"]["status"] == "fail"
 
