@@ -59,7 +59,7 @@ def wsgi_caller(app: Flask, path: str = "/") -> Callable[[], object]:
 
 def rows() -> list[Row]:
     logging.getLogger("flask_resilience").setLevel(logging.WARNING)
-    with_extension = hello_app()
+    with_extension = hello_app(RATELIMIT_ENABLED=False)  # bench.limits measures limits
     Resilience(with_extension)
     calls = {"bare": wsgi_caller(hello_app()), "core": wsgi_caller(with_extension)}
     for call in calls.values():

@@ -3,6 +3,10 @@
 gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 """
 
+# Readiness turns 503 on SIGTERM, cleanups run as each worker exits, and the
+# in-memory rate-limit warning knows how many workers there are.
+from flask_resilience.gunicorn import on_exit, post_fork, worker_exit  # noqa: F401
+
 bind = "127.0.0.1:5000"
 # Sync workers handle one request each; two let one stay responsive while the
 # other waits on a slow outbound call.
@@ -10,7 +14,7 @@ workers = 2
 # A worker silent this long is killed and replaced; generous next to the
 # 2-second outbound timeout, short enough that a hung worker comes back soon.
 timeout = 30
-graceful_timeout = 20
+graceful_timeout = 30  # at least RESILIENCE_SHUTDOWN_TIMEOUT (30 s)
 # Recycling workers now and then bounds the damage of a slow memory leak; the
 # jitter keeps both workers from restarting at the same moment.
 max_requests = 1000

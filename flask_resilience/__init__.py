@@ -15,8 +15,10 @@ from .errors import (
     DatabaseUnavailable,
     PermissionDenied,
     ProblemError,
+    RateLimited,
     RequestDeadlineExceeded,
     ResilienceWarning,
+    StartupCheckFailed,
     Unauthenticated,
 )
 from .extension import Resilience
@@ -57,9 +59,11 @@ __all__ = [
     "JsonFormatter",
     "PermissionDenied",
     "ProblemError",
+    "RateLimited",
     "RequestDeadlineExceeded",
     "Resilience",
     "ResilienceWarning",
+    "StartupCheckFailed",
     "Unauthenticated",
     "UploadCheck",
     "UploadFailure",

@@ -1,24 +1,150 @@
-"""The ``flask resilience`` command group."""
+"""``flask resilience``: startup checks, the health summary and container probes.
+
+Registered through the ``flask.commands`` entry point, so every app that has
+flask_resilience installed gets it::
+
+    flask resilience config
+    flask resilience check [--json] [--retries N] [--workers N]
+    flask resilience status [--url URL]
+    flask resilience probe live|ready [--url URL] [--timeout SECONDS]
+
+``probe`` exits 0 when the endpoint answers 2xx and 1 otherwise, for a Dockerfile
+``HEALTHCHECK`` in images without curl.
+"""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
 import click
-from flask import current_app
-from flask.cli import with_appcontext
+from flask import Flask, current_app
+from flask.cli import ScriptInfo, with_appcontext
 
+from . import startup
 from .extension import _get_state
+from .startup import CheckResult
+
+PROBE_TIMEOUT = 5.0
 
 
-@click.group("resilience")
+@click.group(
+    "resilience", help="flask_resilience: configuration, startup checks, health and probes."
+)
 def resilience_group() -> None:
-    """flask_resilience: configuration and checks of this app."""
+    pass
 
 
 @resilience_group.command("config")
 @with_appcontext
 def show_config() -> None:
     """Print every RESILIENCE_* setting in force, after defaults and checks."""
-    state = _get_state(current_app)
-    width = max(len(key) for key in state.config)
-    for key, value in sorted(state.config.items()):
+    config = _get_state(current_app).config
+    width = max(len(key) for key in config)
+    for key, value in sorted(config.items()):
         click.echo(f"{key:<{width}}  {value!r}")
+
+
+@resilience_group.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--retries", type=click.IntRange(min=1), help="Attempts for each database/Redis.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes that will serve.")
+@click.pass_context
+def check_command(
+    ctx: click.Context, as_json: bool, retries: int | None, workers: int | None
+) -> None:
+    """Check Python, packages, libmagic, folders, databases, Redis and security settings.
+
+    Exits 0 when no check failed (warnings do not fail), 1 otherwise.
+    """
+    token = startup.skip_validation.set(True)
+    try:
+        app = ctx.ensure_object(ScriptInfo).load_app()
+    except Exception as error:
+        results = [CheckResult("app", "fail", f"cannot load the app: {error}")]
+    else:
+        with app.app_context():
+            results = startup.run_checks(app, retries=retries, workers=workers)
+    finally:
+        startup.skip_validation.reset(token)
+    click.echo(startup.render_json(results) if as_json else startup.render_table(results))
+    ctx.exit(0 if startup.passed(results) else 1)
+
+
+@resilience_group.command("status")
+@click.option("--url", help="Ask a running app at this base URL instead of loading it.")
+@click.option("--timeout", type=float, default=PROBE_TIMEOUT, show_default=True)
+@click.pass_context
+def status_command(ctx: click.Context, url: str | None, timeout: float) -> None:
+    """Print the app's health summary; exit 1 unless it is healthy."""
+    status, body = _get(ctx, url, "detailed", timeout)
+    if status == 404 and url is None:
+        status, body = 200, _local_summary(_load_app(ctx))
+    click.echo(_pretty(body))
+    ctx.exit(0 if 200 <= status < 300 else 1)
+
+
+@resilience_group.command("probe")
+@click.argument("kind", type=click.Choice(["live", "ready"]))
+@click.option("--url", help="Base URL of the running app, such as http://127.0.0.1:8000.")
+@click.option("--timeout", type=float, default=PROBE_TIMEOUT, show_default=True)
+@click.pass_context
+def probe_command(ctx: click.Context, kind: str, url: str | None, timeout: float) -> None:
+    """Exit 0 when the app's /health/live or /health/ready answers 2xx, 1 otherwise."""
+    status, _ = _get(ctx, url, kind, timeout)
+    healthy = 200 <= status < 300
+    click.echo(f"{kind}: {status or 'unreachable'}", err=not healthy)
+    ctx.exit(0 if healthy else 1)
+
+
+def _get(ctx: click.Context, url: str | None, endpoint: str, timeout: float) -> tuple[int, Any]:
+    """(status, body) of ``<health prefix>/<endpoint>``, over HTTP or in-process."""
+    if url is not None:
+        return _get_over_http(f"{url.rstrip('/')}/health/{endpoint}", timeout)
+    app = _load_app(ctx)
+    prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health").rstrip("/")
+    response = app.test_client().get(f"{prefix}/{endpoint}")
+    return response.status_code, _decoded(response.get_data(as_text=True))
+
+
+def _load_app(ctx: click.Context) -> Flask:
+    try:
+        return ctx.ensure_object(ScriptInfo).load_app()
+    except Exception as error:  # the probe fails; a traceback would hide why
+        raise click.ClickException(f"cannot load the app: {error}") from error
+
+
+def _get_over_http(url: str, timeout: float) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), _decoded(response.read().decode(errors="replace"))
+    except urllib.error.HTTPError as error:
+        return error.code, _decoded(error.read().decode(errors="replace"))
+    except (OSError, ValueError) as error:  # refused, timed out, not a URL
+        return 0, {"error": str(error)}
+
+
+def _local_summary(app: Flask) -> dict[str, Any]:
+    """What the extension knows without a health endpoint: draining and its sections."""
+    state = app.extensions.get("resilience")
+    if state is None:
+        return {"error": "flask_resilience is not initialised on this app"}
+    with app.app_context():
+        summary: dict[str, Any] = {"draining": state.draining.is_set()}
+        for name, provider in state.detail_providers.items():
+            summary[name] = provider()
+    return summary
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pretty(body: Any) -> str:
+    return body if isinstance(body, str) else json.dumps(body, indent=2, default=str)

@@ -232,6 +232,36 @@ SETTINGS: tuple[Setting, ...] = (
         "Where org_access_required finds the organization id: view argument, session or query.",
     ),
     Setting(
+        "RESILIENCE_TRUSTED_PROXIES",
+        0,
+        check_number(minimum=0, integer=True),
+        "How many proxies in front of the app set X-Forwarded-For/-Proto (Werkzeug's ProxyFix).",
+    ),
+    Setting(
+        "RESILIENCE_VALIDATE_ON_STARTUP",
+        False,
+        check_bool,
+        "Run the startup checks in init_app and refuse to start when one fails.",
+    ),
+    Setting(
+        "RESILIENCE_STARTUP_RETRIES",
+        5,
+        check_number(minimum=1, integer=True),
+        "Attempts, with exponential backoff, to reach each database and Redis at startup.",
+    ),
+    Setting(
+        "RESILIENCE_SHUTDOWN_TIMEOUT",
+        30,
+        check_number(minimum=0.001),
+        "Seconds a graceful shutdown (drain and cleanups) may take before it is forced.",
+    ),
+    Setting(
+        "RESILIENCE_FOLDERS",
+        (),
+        check_str_list,
+        "Extra folders the startup checks require to exist and be writable.",
+    ),
+    Setting(
         "RESILIENCE_CIRCUIT_STORAGE_URI",
         None,
         check_storage_uri,

@@ -12,6 +12,7 @@ from werkzeug.exceptions import (
     GatewayTimeout,
     HTTPException,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -93,3 +94,23 @@ class PermissionDenied(ProblemError, Forbidden):
 
     Its ``reason`` member names the guard: ``permission``, ``role`` or ``organization``.
     """
+
+
+class RateLimited(ProblemError, TooManyRequests):
+    """The body of a 429: the client went over a rate limit.
+
+    Flask-Limiter raises its own ``RateLimitExceeded`` (so ``app.errorhandler(429)``
+    and ``app.errorhandler(RateLimitExceeded)`` keep working); this class only
+    renders the answer it carries: the ``limit`` member and ``Retry-After``.
+    """
+
+
+class StartupCheckFailed(RuntimeError):
+    """A required startup check failed (``RESILIENCE_VALIDATE_ON_STARTUP``).
+
+    :param results: every check that ran, failed or not.
+    """
+
+    def __init__(self, message: str, results: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results

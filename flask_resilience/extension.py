@@ -6,9 +6,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app
 
 from . import (
     access,
@@ -16,19 +16,24 @@ from . import (
     client_errors,
     database,
     deadlines,
+    lifecycle,
+    limiting,
     log,
     problems,
     retry,
     sessions,
+    startup,
     uploads,
 )
 from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 
 if TYPE_CHECKING:
+    from flask_limiter import Limiter, RouteLimit
     from flask_sqlalchemy import SQLAlchemy
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
+V = TypeVar("V", bound=Callable[..., object] | Blueprint)
 
 
 @dataclass
@@ -46,6 +51,10 @@ class _State:
     guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
     # The session timeouts' clock, in seconds; tests may set another.
     time_source: Callable[[], float] = time.time
+    draining: threading.Event = field(default_factory=threading.Event)
+    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    limiter: Limiter | None = None
+    lifecycle: lifecycle.Lifecycle = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_slow_request(self) -> None:
@@ -66,14 +75,24 @@ class Resilience:
 
     :param app: the app to initialise now; or call :meth:`init_app` later.
     :param db: the app's ``flask_sqlalchemy.SQLAlchemy``, if it has one.
+    :param limiter: a ``flask_limiter.Limiter`` of the app's own, not yet initialised;
+        by default the extension makes one keyed on the client's address.
     """
 
     permission_denied = access.permission_denied
     """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.access``)."""
 
-    def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
         self._db = db
         self._guards = access.GuardCallbacks()
+        self._limiter = limiter or limiting.new_limiter()
+        self._cleanups: list[lifecycle.Cleanup] = []
         if app is not None:
             self.init_app(app)
 
@@ -94,14 +113,19 @@ class Resilience:
             extension=self, config=load_config(app), db=db or self._db, guards=self._guards
         )
         config = state.config
-        sessions.init_app(app, state)  # first: strict cookie checks may refuse the app
+        state.lifecycle = lifecycle.Lifecycle(
+            state.draining, self._cleanups, config["RESILIENCE_SHUTDOWN_TIMEOUT"]
+        )
 
+        # The parts that may refuse the app come before anything is changed on it.
+        sessions.init_app(app, state)
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
         uploads.init_app(app, config)
         app.extensions["resilience"] = state
+
         deadlines.init_app(app, state.db)
         log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
         problems.init_app(app)
@@ -109,6 +133,11 @@ class Resilience:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
         circuit.init_app(app, state)
         retry.init_app(app, state)
+        limiting.trust_proxies(app, config["RESILIENCE_TRUSTED_PROXIES"])
+        limiting.init_app(app, state, self._limiter)
+        lifecycle.init_app(app, state)
+        if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
+            startup.validate(app)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
@@ -158,6 +187,75 @@ class Resilience:
         """Register ``callback(user, org_id) -> bool``: only ``True`` lets the user in."""
         self._guards.org_access_loader = callback
         return callback
+
+    @property
+    def limiter(self) -> Limiter:
+        """The ``flask_limiter.Limiter`` doing the rate limiting."""
+        return self._limiter
+
+    def limit(self, limit_value: str | Callable[[], str], **options: Any) -> RouteLimit:
+        """Rate limit a view (or a blueprint), on top of or instead of the default limit::
+
+            @app.post("/login")
+            @resilience.limit("30 per 15 minutes")
+            def login(): ...
+
+        :param limit_value: a limit such as ``"30 per 15 minutes"``, or several
+            separated by ``;``.
+        :param options: Flask-Limiter's ``Limiter.limit`` keyword arguments
+            (``key_func``, ``methods``, ``exempt_when``, ``override_defaults`` ...).
+        """
+        return self._limiter.limit(limit_value, **options)
+
+    def exempt(self, view: V) -> V:
+        """Exempt a view, or every view of a blueprint, from the default rate limit."""
+        if isinstance(view, Blueprint):  # one call; two branches for Limiter.exempt's overloads
+            self._limiter.exempt(view)
+        else:
+            self._limiter.exempt(view)
+        return view
+
+    @overload
+    def register_cleanup(
+        self, function: None = None, *, timeout: float = ..., name: str | None = ...
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def register_cleanup(
+        self, function: F, *, timeout: float = ..., name: str | None = ...
+    ) -> F: ...
+
+    def register_cleanup(
+        self,
+        function: F | None = None,
+        *,
+        timeout: float = lifecycle.DEFAULT_CLEANUP_TIMEOUT,
+        name: str | None = None,
+    ) -> F | Callable[[F], F]:
+        """Call ``function`` once at shutdown, within ``timeout`` seconds.
+
+        Cleanups run newest first; one that raises or hangs never keeps the others
+        from running. Usable as a decorator, with or without arguments::
+
+            @resilience.register_cleanup(timeout=2)
+            def close_search_client():
+                search.close()
+        """
+
+        def register(function: F) -> F:
+            label = name or lifecycle.cleanup_name(function)
+            self._cleanups.append(lifecycle.Cleanup(function, timeout, label))
+            return function
+
+        return register if function is None else register(function)
+
+    def shutdown(self) -> None:
+        """Shut the current app down gracefully: drain, wait for requests, run cleanups.
+
+        Returns when done, within ``RESILIENCE_SHUTDOWN_TIMEOUT``; a second call
+        returns at once. Servers call this for you (SIGTERM, the gunicorn hooks).
+        """
+        _get_state().lifecycle.shutdown()
 
     def circuit_breakers(self) -> dict[str, dict[str, Any]]:
         """Every circuit breaker's state and counters, as the current app sees them.

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, got_request_exception, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.sansio.response import Response as ResponseBase
 
 from . import log
 from .database import classify_database_error
@@ -42,13 +43,20 @@ def init_app(app: Flask) -> None:
     got_request_exception.connect(_log_unhandled, app)
 
 
-def handle_http_exception(error: HTTPException) -> Response:
-    """Answer an HTTP error, or an unhandled exception Flask wrapped in a 500."""
+def handle_http_exception(error: HTTPException) -> ResponseBase:
+    """Answer an HTTP error, or an unhandled exception Flask wrapped in a 500.
+
+    An exception raised with a ready response (Werkzeug's ``response`` argument;
+    Flask-Limiter's 429 with the problem document ``on_breach`` made) is answered
+    with it, as Werkzeug's ``HTTPException.get_response`` would.
+    """
     original = getattr(error, "original_exception", None)
     if isinstance(error, InternalServerError) and original is not None:
         error = classify_database_error(original) or error
     # An unhandled exception was logged when Flask signalled it; this is a no-op then.
     log.log_error(original or error, error.code or 500, message=_log_message(error, original))
+    if error.response is not None:
+        return error.response
     return problem_response(error, original)
 
 

@@ -84,9 +84,13 @@ _WELL_KNOWN_SECRET_KEYS = frozenset(
         "your secret key",
         "your-secret-key",
         "your_secret_key",
+        "your-secret-key-here",
+        "please-change-me",
         '_5#y2l"f4q8z\n\xec]/',
     }
 )
+MIN_SECRET_KEY_BYTES = 16  # a bytes key is raw randomness: 16 bytes are 128 bits
+MIN_DISTINCT_CHARACTERS = 10
 
 
 def init_app(app: Flask, state: _State) -> None:
@@ -119,20 +123,39 @@ def check_cookie_safety(app: Flask, config: Mapping[str, Any]) -> None:
 
 def cookie_problems(config: Mapping[str, Any]) -> list[str]:
     """What is unsafe about these session settings; the secret itself is never quoted."""
-    problems = []
-    secret = config.get("SECRET_KEY")
+    secret = secret_key_problem(config.get("SECRET_KEY"))
+    return ([secret] if secret else []) + cookie_flag_problems(config)
+
+
+def secret_key_problem(secret: Any) -> str | None:
+    """Why ``SECRET_KEY`` cannot be trusted to sign sessions, or ``None``."""
     if not secret:
-        problems.append("SECRET_KEY is not set: sessions cannot be signed.")
-    elif _is_well_known(secret):
-        problems.append(
+        return "SECRET_KEY is not set: sessions cannot be signed."
+    if _is_well_known(secret):
+        return (
             "SECRET_KEY is a well-known default: anyone can forge session cookies."
             " Generate one with: python -c 'import secrets; print(secrets.token_hex())'."
         )
-    elif len(secret) < MIN_SECRET_KEY_LENGTH:
-        problems.append(
+    if isinstance(secret, bytes):
+        if len(secret) < MIN_SECRET_KEY_BYTES:
+            return (
+                f"SECRET_KEY is {len(secret)} bytes long; expected at least"
+                f" {MIN_SECRET_KEY_BYTES} random ones (os.urandom(32))."
+            )
+        return None
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        return (
             f"SECRET_KEY is {len(secret)} characters long; expected at least"
             f" {MIN_SECRET_KEY_LENGTH} random ones (secrets.token_hex())."
         )
+    if len(set(secret)) < MIN_DISTINCT_CHARACTERS:
+        return "SECRET_KEY repeats a few characters: it is easy to guess (secrets.token_hex())."
+    return None
+
+
+def cookie_flag_problems(config: Mapping[str, Any]) -> list[str]:
+    """Cookie flags that let a session or remember-me cookie leak."""
+    problems = []
     if not config.get("SESSION_COOKIE_SECURE"):
         problems.append(
             "SESSION_COOKIE_SECURE is False: the session cookie is sent over plain HTTP too."
@@ -144,6 +167,11 @@ def cookie_problems(config: Mapping[str, Any]) -> list[str]:
         )
     if not config.get("SESSION_COOKIE_HTTPONLY", True):
         problems.append("SESSION_COOKIE_HTTPONLY is False: scripts can read the session cookie.")
+    if not config.get("REMEMBER_COOKIE_SECURE", True):
+        problems.append(
+            "REMEMBER_COOKIE_SECURE is False: Flask-Login's remember-me cookie is sent over"
+            " plain HTTP too."
+        )
     return problems
 
 

@@ -91,6 +91,7 @@ def guarded_app() -> Flask:
         TESTING=True,
         PROPAGATE_EXCEPTIONS=False,  # a bug would be a 500 answer, which the property refuses
         RESILIENCE_LOGIN_VIEW="login",
+        RATELIMIT_ENABLED=False,  # one app answers every example: far over 100 a minute
     )
     resilience = Resilience(app)
     resilience.user_loader(lambda: Loaders.user.produce())
@@ -166,6 +167,7 @@ def session_app() -> Flask:
         SECRET_KEY=SECRET,
         TESTING=True,
         PROPAGATE_EXCEPTIONS=False,
+        RATELIMIT_ENABLED=False,  # one app answers every example: far over 100 a minute
         RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))},
         RESILIENCE_SESSION_IDLE_TIMEOUT=600,
         RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=3600,

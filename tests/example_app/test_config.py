@@ -47,7 +47,8 @@ def test_runs_with_no_configuration(tmp_path: Path) -> None:
     assert app.config["OUTBOUND_URL"] == "http://127.0.0.1:9/"
     assert app.config["OUTBOUND_TIMEOUT"] == 2.0
     assert app.config["UPLOAD_FOLDER"] == str(tmp_path / "uploads")
-    assert "RATELIMIT_STORAGE_URI" not in app.config
+    # Not from the environment: flask_resilience's default, per process.
+    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert "resilience" in app.extensions
 
 

@@ -1,0 +1,50 @@
+"""Server hooks for gunicorn; a ``gunicorn.conf.py`` takes them in one line::
+
+    from flask_resilience.gunicorn import on_exit, post_fork, worker_exit
+
+gunicorn handles SIGTERM itself: the master passes it on to each worker, which
+stops accepting connections and lets its requests in flight finish within
+``graceful_timeout``. These hooks add what gunicorn cannot know about:
+
+* ``post_fork``: tells the app how many workers there are (in-memory rate limits
+  are per process); when the worker gets SIGTERM, turns readiness to 503 at once
+  and ends the worker if it is still busy ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
+* ``worker_exit``: runs the app's cleanups once the worker's requests are done;
+* ``on_exit``: runs the master's, for apps loaded there with ``preload_app``.
+
+Keep gunicorn's ``graceful_timeout`` at least ``RESILIENCE_SHUTDOWN_TIMEOUT``, so
+that the deadline is the extension's and its cleanups get their time.
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+from typing import Any
+
+from . import lifecycle, server
+
+__all__ = ["on_exit", "post_fork", "worker_exit"]
+
+
+def post_fork(arbiter: Any, worker: Any) -> None:
+    """In the new worker, before it installs its signal handlers and loads the app."""
+    server.record_gunicorn_workers(int(arbiter.cfg.workers))
+    handle_exit = worker.handle_exit
+
+    # The worker installs ``self.handle_exit`` for SIGTERM after this hook: wrapping
+    # the attribute chains ours in front of gunicorn's, replacing nothing.
+    def drain_then_handle_exit(signum: int, frame: FrameType | None) -> None:
+        lifecycle.enforce_deadline()  # drains at once; the process ends by the deadline
+        handle_exit(signum, frame)
+
+    worker.handle_exit = drain_then_handle_exit
+
+
+def worker_exit(arbiter: Any, worker: Any) -> None:
+    """In the worker, after its last request: the cleanups, within the deadline."""
+    lifecycle.shutdown_all()
+
+
+def on_exit(arbiter: Any) -> None:
+    """In the master, as it exits."""
+    lifecycle.shutdown_all()

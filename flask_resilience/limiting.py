@@ -1,0 +1,230 @@
+"""Rate limits through Flask-Limiter, set up so that they fail open.
+
+Flask-Limiter does the counting and reads its own ``RATELIMIT_*`` keys; this
+module only fills in the keys the user left unset, with the values a production
+app needs:
+
+* a default limit of 100 per minute per client;
+* ``X-RateLimit-*`` headers, and ``Retry-After`` on every 429 (and only there:
+  Flask-Limiter would write it on every response, over a 503's own);
+* storage errors swallowed, with the in-memory fallback on: while the storage
+  (Redis) is down each process counts on its own instead of failing the request,
+  and Flask-Limiter checks the storage again with exponential backoff;
+* short socket timeouts for a Redis storage, so a Redis that stops answering
+  costs a request one second, not redis-py's default of several;
+* 429 answers as problem documents naming the limit that was hit.
+
+The client is ``request.remote_addr``: the peer, or behind
+``RESILIENCE_TRUSTED_PROXIES`` proxies the address they forwarded (Werkzeug's
+ProxyFix). A forwarding header is never read otherwise: a client could send one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.constants import ConfigVars
+from limits.storage import MemoryStorage, Storage
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import problems, server
+from .errors import RateLimited, ResilienceWarning
+
+if TYPE_CHECKING:
+    from .extension import _State
+
+logger = logging.getLogger("flask_resilience.limiting")
+
+DEFAULT_LIMIT = "100 per minute"
+STORAGE_TIMEOUT = 1.0
+"""Seconds a Redis storage may take to connect or answer before the request moves on."""
+
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"})
+_TIMEOUT_OPTIONS = ("socket_connect_timeout", "socket_timeout")
+
+# With headers on, Flask-Limiter writes Retry-After on every response, replacing the
+# one a 503 carries; it writes this name instead, which is dropped again. The 429s
+# get theirs from answer_breach.
+_SCRATCH_HEADER = "X-Resilience-Limiter-Retry-After"
+
+
+def client_address() -> str:
+    """The rate-limit key: the client's address (see the module's docstring)."""
+    return request.remote_addr or "127.0.0.1"
+
+
+def new_limiter() -> Limiter:
+    """The Limiter an extension makes when the app does not bring its own."""
+    return Limiter(client_address)
+
+
+def trust_proxies(app: Flask, count: int) -> None:
+    """Read the client's address and scheme from ``count`` trusted proxies' headers."""
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
+
+
+def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
+    """Fill in the fail-open defaults, initialise ``limiter`` and report on its storage."""
+    if limiter in app.extensions.get("limiter", ()):
+        warnings.warn(
+            "The Limiter was initialised on this app before flask_resilience, which could"
+            " not fill in its defaults (fail open, Retry-After, problem+json 429s). Pass it"
+            " uninitialised: Resilience(app, limiter=Limiter(key_func)).",
+            ResilienceWarning,
+            stacklevel=4,
+        )
+    else:
+        fill_defaults(app.config)
+        if app.config[ConfigVars.HEADER_RETRY_AFTER] == _SCRATCH_HEADER:
+            # Registered before Flask-Limiter's own hook, so it runs after it.
+            app.after_request(_drop_scratch_header)
+        limiter.init_app(app)
+    state.limiter = limiter
+    if not limiter.enabled:
+        return
+    health_prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health")
+    limiter.request_filter(partial(_is_under, health_prefix.rstrip("/")))
+    problem = shared_memory_problem(limiter.storage, server.worker_count())
+    if problem:
+        warnings.warn(problem, ResilienceWarning, stacklevel=4)
+    # A storage_uri given to the Limiter's constructor wins over the config, as in Flask-Limiter.
+    uri = getattr(limiter, "_storage_uri", None) or app.config[ConfigVars.STORAGE_URI]
+    state.detail_providers["rate_limit"] = partial(storage_status, limiter, display_uri(uri))
+    state.lifecycle.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
+    _register_health_check(state, limiter)
+
+
+def _register_health_check(state: _State, limiter: Limiter) -> None:
+    """A non-critical readiness check of the storage, where the health checks exist."""
+    health_check = getattr(state.extension, "health_check", None)
+    if health_check is None:
+        return
+
+    def rate_limit_storage() -> str:
+        return storage_health(limiter)
+
+    health_check("rate_limit_storage", critical=False, timeout=2.0)(rate_limit_storage)
+
+
+def fill_defaults(config: dict[str, Any]) -> None:
+    defaults: Mapping[str, Any] = {
+        ConfigVars.DEFAULT_LIMITS: DEFAULT_LIMIT,
+        ConfigVars.HEADERS_ENABLED: True,
+        ConfigVars.SWALLOW_ERRORS: True,
+        ConfigVars.IN_MEMORY_FALLBACK_ENABLED: True,
+        # Explicit, so that Flask-Limiter does not warn; ours warns when it matters.
+        ConfigVars.STORAGE_URI: "memory://",
+        ConfigVars.ON_BREACH: answer_breach,
+        ConfigVars.ON_META_BREACH: answer_breach,
+        ConfigVars.HEADER_RETRY_AFTER: _SCRATCH_HEADER,
+    }
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+    _bound_redis_timeouts(config)
+
+
+def _bound_redis_timeouts(config: dict[str, Any]) -> None:
+    uri = urlsplit(str(config[ConfigVars.STORAGE_URI]))
+    if uri.scheme not in _REDIS_SCHEMES:
+        return
+    options = dict(config.get(ConfigVars.STORAGE_OPTIONS) or {})
+    in_uri = parse_qs(uri.query)
+    for name in _TIMEOUT_OPTIONS:
+        if name not in options and name not in in_uri:
+            options[name] = STORAGE_TIMEOUT
+    config[ConfigVars.STORAGE_OPTIONS] = options
+
+
+def _drop_scratch_header(response: Response) -> Response:
+    response.headers.pop(_SCRATCH_HEADER, None)
+    return response
+
+
+def _is_under(prefix: str) -> bool:
+    path = request.path
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def answer_breach(breached: RequestLimit) -> Response:
+    """Flask-Limiter's ``on_breach`` callback: the 429 problem document to answer with.
+
+    Flask-Limiter raises its ``RateLimitExceeded`` carrying this response, so
+    ``app.errorhandler(429)`` still sees the exception it expects.
+    """
+    limit = str(breached.limit)
+    retry_after = _seconds_until_reset(breached)
+    error = RateLimited(
+        f"Too many requests: the limit is {limit}. Try again in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+        limit=limit,
+    )
+    return problems.problem_response(error)
+
+
+def _seconds_until_reset(breached: RequestLimit) -> int:
+    try:
+        reset_at = breached.window.reset_time
+    except Exception:  # the storage failed since the limit was counted: a whole window
+        return int(breached.limit.get_expiry())
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def shared_memory_problem(storage: Storage, workers: int) -> str | None:
+    """Why in-memory counters do not hold with ``workers`` processes, or ``None``."""
+    if not isinstance(storage, MemoryStorage) or workers <= 1:
+        return None
+    return (
+        f"Rate limits are counted in memory and {workers} worker processes serve this app:"
+        f" each counts on its own, so a client gets {workers} times every limit. Share the"
+        " counters with RATELIMIT_STORAGE_URI=redis://host:6379/0."
+    )
+
+
+def storage_status(limiter: Limiter, uri: str = "") -> dict[str, Any]:
+    """The limiter's storage for ``/health/detailed``: degraded while it is unreachable."""
+    reachable = limiter.storage.check()
+    # Flask-Limiter has no public flag for "counting in memory until the storage is back".
+    falling_back = bool(getattr(limiter, "_storage_dead", False))
+    return {
+        "status": "ok" if reachable and not falling_back else "degraded",
+        "storage": uri,
+        "reachable": reachable,
+        "counting_in_memory_fallback": falling_back,
+    }
+
+
+def storage_health(limiter: Limiter) -> str:
+    """The health check of the limiter's storage: ``"pass"``, or ``"warn"`` when degraded.
+
+    A warning and never a failure: requests keep being served, limited per process.
+    """
+    return "pass" if storage_status(limiter)["status"] == "ok" else "warn"
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without its password."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def close_storage(limiter: Limiter) -> None:
+    """Close the storage's client connections (a Redis connection pool), if it has any."""
+    client = getattr(limiter.storage, "storage", None)
+    close: Callable[[], object] | None = getattr(client, "close", None)
+    if close is not None:
+        close()

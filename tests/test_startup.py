@@ -1,0 +1,397 @@
+"""``flask resilience check|status|probe`` and RESILIENCE_VALIDATE_ON_STARTUP."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from flask import Flask, jsonify
+from flask.cli import ScriptInfo
+from werkzeug.serving import make_server
+
+from flask_resilience import Resilience, ResilienceWarning, StartupCheckFailed, startup
+from flask_resilience.cli import resilience_group
+from tests.servers import PostgresServer, free_port
+
+PRODUCTION_COOKIES = {
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+
+def run(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(resilience_group, list(args))
+
+
+def checked_app(make_app: Callable[..., Flask], **config: Any) -> Flask:
+    app = make_app(**{**PRODUCTION_COOKIES, **config})
+    Resilience(app)
+    return app
+
+
+def by_name(output: str) -> dict[str, dict[str, str]]:
+    return {check["name"]: check for check in json.loads(output)["checks"]}
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_check_passes_with_everything_in_place(
+    make_app: Callable[..., Flask], postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    app = checked_app(
+        make_app,
+        SQLALCHEMY_DATABASE_URI=postgres_url,
+        SQLALCHEMY_BINDS={"reports": {"url": postgres_url}},
+        RATELIMIT_STORAGE_URI=redis_url,
+        UPLOAD_FOLDER=str(uploads),
+    )
+    result = run(app, "check")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["CHECK", "STATUS", "DETAIL"]
+    for name in (
+        "python",
+        "libmagic",
+        "package Flask",
+        "folder UPLOAD_FOLDER",
+        "database default",
+        "database reports",
+        "redis RATELIMIT_STORAGE_URI",
+        "SECRET_KEY",
+        "cookies",
+        "rate limit storage",
+    ):
+        assert any(line.startswith(name + " ") and " pass " in line for line in lines), name
+    assert lines[-1].endswith("0 warnings, 0 failed")
+
+
+@pytest.mark.postgres
+def test_check_fails_on_an_unreachable_database(
+    make_app: Callable[..., Flask], pg: PostgresServer
+) -> None:
+    app = checked_app(make_app, SQLALCHEMY_DATABASE_URI=pg.url, RESILIENCE_STARTUP_RETRIES=1)
+    pg.stop()
+    result = run(app, "check", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is False
+    database = by_name(result.output)["database default"]
+    assert database["status"] == "fail"
+    assert "unreachable after 1 attempts" in database["detail"]
+    assert pg.url.split("@")[-1] in database["detail"]
+
+
+@pytest.mark.postgres
+def test_check_waits_for_a_database_that_starts_later(
+    make_app: Callable[..., Flask], pg: PostgresServer
+) -> None:
+    app = checked_app(make_app, SQLALCHEMY_DATABASE_URI=pg.url)
+    pg.stop()
+    starter = threading.Timer(2.0, pg.restart)
+    starter.start()
+    try:
+        result = run(app, "check", "--json", "--retries", "6")
+    finally:
+        starter.join()
+    assert result.exit_code == 0, result.output
+    detail = by_name(result.output)["database default"]["detail"]
+    assert "reachable after" in detail and "attempts" in detail
+
+
+@pytest.mark.redis
+def test_check_fails_on_an_unreachable_redis(make_app: Callable[..., Flask]) -> None:
+    app = checked_app(make_app, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = run(app, "check", "--json", "--retries", "2")
+    assert result.exit_code == 1
+    assert by_name(result.output)["redis REDIS_URL"]["status"] == "fail"
+
+
+def test_warnings_never_fail_the_check(make_app: Callable[..., Flask]) -> None:
+    app = make_app(SESSION_COOKIE_HTTPONLY=False, REMEMBER_COOKIE_SECURE=False)
+    with pytest.warns(ResilienceWarning) as warned_at_init:
+        Resilience(app)
+    assert any("SESSION_COOKIE_HTTPONLY" in str(w.message) for w in warned_at_init)
+    result = run(app, "check", "--json", "--workers", "3")
+    assert result.exit_code == 0, result.output
+    warned = [c for c in json.loads(result.output)["checks"] if c["status"] == "warn"]
+    details = " ".join(check["detail"] for check in warned)
+    for text in (
+        "SESSION_COOKIE_SECURE",
+        "SESSION_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SAMESITE",
+        "REMEMBER_COOKIE_SECURE",
+        "RATELIMIT_STORAGE_URI=redis://",
+    ):
+        assert text in details
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [
+        (None, "fail"),
+        ("dev", "fail"),
+        ("short-key", "fail"),
+        ("a" * 40, "fail"),
+        (os.urandom(8), "fail"),
+        (os.urandom(24), "pass"),
+        ("kX9-2mQ_vL7pR4tZ8wN1yB6cF3hJ5sD0", "pass"),
+    ],
+)
+def test_secret_key_strength(key: Any, status: str) -> None:
+    assert startup.check_secret_key({"SECRET_KEY": key}).status == status
+
+
+def test_secret_key_and_cookies_in_debug_are_only_warned_about() -> None:
+    assert startup.check_secret_key({"SECRET_KEY": "dev", "DEBUG": True}).status == "warn"
+    assert [r.status for r in startup.check_cookies({"DEBUG": True})] == ["pass"]
+
+
+def test_folders_must_exist_and_be_writable(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    app = checked_app(
+        make_app,
+        UPLOAD_FOLDER=str(tmp_path / "missing" / "uploads"),
+        RESILIENCE_FOLDERS=[str(read_only), str(tmp_path), str(a_file), str(a_file / "below")],
+    )
+    try:
+        result = run(app, "check", "--json")
+        checks = by_name(result.output)
+    finally:
+        read_only.chmod(0o700)
+    assert result.exit_code == 1
+    # Missing, but creatable on first use: worth a warning, not a refusal.
+    assert checks["folder UPLOAD_FOLDER"]["status"] == "warn"
+    assert "can be created" in checks["folder UPLOAD_FOLDER"]["detail"]
+    assert checks["folder RESILIENCE_FOLDERS[1]"]["status"] == "pass"
+    assert checks["folder RESILIENCE_FOLDERS[2]"]["detail"].endswith("is not a folder")
+    assert checks["folder RESILIENCE_FOLDERS[3]"]["status"] == "fail"
+    assert "cannot be created" in checks["folder RESILIENCE_FOLDERS[3]"]["detail"]
+    if os.geteuid() != 0:  # root writes anywhere
+        assert checks["folder RESILIENCE_FOLDERS[0]"]["status"] == "fail"
+
+
+def test_a_missing_package_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    requires = importlib.metadata.requires("flask-resilience") or []
+    monkeypatch.setattr(
+        importlib.metadata,
+        "requires",
+        lambda name: [*requires, "surely-not-installed-package>=1", "Flask>=999"],
+    )
+    results = {r.name: r for r in startup.check_packages()}
+    assert results["package surely-not-installed-package"].status == "fail"
+    assert results["package Flask"].status == "fail"
+    assert "required" in results["package Flask"].detail
+
+
+def test_an_app_that_cannot_load_fails_the_check() -> None:
+    def broken() -> Flask:
+        raise RuntimeError("no config")
+
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(resilience_group, ["check"], obj=ScriptInfo(create_app=broken))
+    assert result.exit_code == 1
+    assert "cannot load the app: no config" in result.output
+
+
+@pytest.mark.postgres
+def test_validate_on_startup_refuses_to_start(
+    make_app: Callable[..., Flask], pg: PostgresServer
+) -> None:
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=pg.url,
+        RESILIENCE_VALIDATE_ON_STARTUP=True,
+        RESILIENCE_STARTUP_RETRIES=1,
+        **PRODUCTION_COOKIES,
+    )
+    pg.stop()
+    with pytest.raises(StartupCheckFailed, match="database default") as raised:
+        Resilience(app)
+    assert any(result.status == "fail" for result in raised.value.results)
+
+
+def test_validate_on_startup_passes_and_logs_warnings(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(RESILIENCE_VALIDATE_ON_STARTUP=True)
+    Resilience(app)
+    assert "SESSION_COOKIE_SECURE" in caplog.text
+
+
+def test_the_check_command_reports_instead_of_refusing(make_app: Callable[..., Flask]) -> None:
+    def create() -> Flask:
+        app = make_app(RESILIENCE_VALIDATE_ON_STARTUP=True, SECRET_KEY=None)
+        Resilience(app)
+        return app
+
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(resilience_group, ["check"], obj=ScriptInfo(create_app=create))
+    assert result.exit_code == 1
+    assert "SECRET_KEY" in result.output and "fail" in result.output
+
+
+# --- status and probe -------------------------------------------------------------------
+
+
+def health_app(make_app: Callable[..., Flask]) -> Flask:
+    app = make_app(RESILIENCE_SHUTDOWN_TIMEOUT=1)
+    Resilience(app)
+
+    @app.get("/health/live")
+    def live() -> object:
+        return jsonify(status="pass")
+
+    @app.get("/health/ready")
+    def ready() -> object:
+        draining = app.extensions["resilience"].draining.is_set()
+        return jsonify(status="fail" if draining else "pass"), 503 if draining else 200
+
+    return app
+
+
+def test_probe_in_process(make_app: Callable[..., Flask]) -> None:
+    app = health_app(make_app)
+    assert run(app, "probe", "live").exit_code == 0
+    assert run(app, "probe", "ready").exit_code == 0
+    app.extensions["resilience"].draining.set()
+    result = run(app, "probe", "ready")
+    assert result.exit_code == 1
+    assert "ready: 503" in result.output
+
+
+@pytest.fixture
+def serving(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, str]]:
+    app = health_app(make_app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_probe_over_http(serving: tuple[Flask, str]) -> None:
+    app, url = serving
+    from click.testing import CliRunner
+
+    def never() -> Flask:
+        raise AssertionError("probe --url must not load the app")
+
+    runner = CliRunner()
+    info = ScriptInfo(create_app=never)
+    assert runner.invoke(resilience_group, ["probe", "live", "--url", url], obj=info).exit_code == 0
+    app.extensions["resilience"].draining.set()
+    assert (
+        runner.invoke(resilience_group, ["probe", "ready", "--url", url], obj=info).exit_code == 1
+    )
+    started = time.monotonic()
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(resilience_group, ["probe", "live", "--url", unreachable], obj=info)
+    assert result.exit_code == 1
+    assert "unreachable" in result.output
+    assert time.monotonic() - started < 5
+
+
+def test_status_without_a_health_endpoint_prints_the_extensions_sections(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = health_app(make_app)
+    result = run(app, "status")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["draining"] is False
+    assert summary["rate_limit"]["status"] == "ok"
+
+
+def test_status_prints_the_detailed_health(serving: tuple[Flask, str]) -> None:
+    app, url = serving
+
+    @app.get("/health/detailed")
+    def detailed() -> object:
+        return jsonify(status="fail"), 503
+
+    assert json.loads(run(app, "status").output) == {"status": "fail"}
+    assert run(app, "status").exit_code == 1
+    result = run(app, "status", "--url", url)
+    assert result.exit_code == 1
+    assert json.loads(result.output) == {"status": "fail"}
+
+
+def test_sqlite_binds_and_no_rate_limiting(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    app = checked_app(
+        make_app,
+        RATELIMIT_ENABLED=False,
+        SQLALCHEMY_BINDS={"local": f"sqlite:///{tmp_path / 'local.db'}", "none": {}},
+    )
+    checks = by_name(run(app, "check", "--json").output)
+    assert checks["database local"]["status"] == "pass"
+    assert "database none" not in checks
+    assert checks["rate limit storage"]["detail"] == "rate limiting is off"
+
+
+def test_status_of_an_app_without_the_extension(make_app: Callable[..., Flask]) -> None:
+    result = run(make_app(), "status")
+    assert "not initialised" in result.output
+
+
+def test_status_prints_a_text_answer_as_it_is(make_app: Callable[..., Flask]) -> None:
+    app = health_app(make_app)
+    app.add_url_rule("/health/detailed", "detailed", lambda: "all good")
+    result = run(app, "status")
+    assert result.exit_code == 0
+    assert result.output.strip() == "all good"
+
+
+def test_the_flask_command_finds_the_group_through_its_entry_point(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    flask = Path(sys.executable).parent / "flask"
+    env = {
+        **os.environ,
+        "LIFECYCLE_CLEANUP_FILE": str(tmp_path / "cleanups.txt"),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    app = ["--app", "tests.lifecycle_app:create_app", "resilience"]
+
+    def flask_command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(flask), *app, *args], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    probe = flask_command("probe", "ready")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "ready: 200"
+    check = flask_command("check", "--json")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+
+
+def test_probe_fails_cleanly_when_the_app_cannot_load() -> None:
+    from click.testing import CliRunner
+
+    def broken() -> Flask:
+        raise RuntimeError("no database")
+
+    result = CliRunner().invoke(
+        resilience_group, ["probe", "live"], obj=ScriptInfo(create_app=broken)
+    )
+    assert result.exit_code == 1
+    assert "cannot load the app: no database" in result.output
