@@ -48,6 +48,7 @@ def guarded_app() -> Flask:
         RESILIENCE_SESSION_SCHEMA={"uid": int},
         RESILIENCE_SESSION_IDLE_TIMEOUT=3600,
         RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=12 * 3600,
+        RATELIMIT_ENABLED=False,  # bench.limits measures limits
     )
     resilience = Resilience(app)
     resilience.user_loader(lambda: session.get("uid"))
