@@ -49,6 +49,8 @@ class _State:
     bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
     slow_requests: int = 0
     guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
+    # Whether the session checks run before each request (see sessions.py).
+    session_checks: bool = False
     # The session timeouts' clock, in seconds; tests may set another.
     time_source: Callable[[], float] = time.time
     draining: threading.Event = field(default_factory=threading.Event)
@@ -159,7 +161,8 @@ class Resilience:
         """Register ``callback(session) -> bool``, run on every request that has a session.
 
         Anything but ``True`` (``False``, ``None``, an exception) clears the session
-        and the request goes on as anonymous.
+        and the request goes on as anonymous. Registered after ``init_app``, it runs
+        from the app's next request on.
         """
         self._guards.session_validator = callback
         return callback

@@ -1,15 +1,24 @@
 """Sessions that cannot crash a request: validation, server-side timeouts, rotation.
 
-Three places, each for a reason:
+Each piece sits where it must, and an app only pays for what it turns on:
 
 * The app's session interface is wrapped, because a cookie that cannot be decoded
   raises while Flask opens the session, before any hook or error handler runs.
   The wrapper answers it with a fresh, empty session that deletes the cookie.
 * A hook placed first among the app's ``before_request`` functions checks what the
   session holds (``RESILIENCE_SESSION_SCHEMA``, the ``session_validator``) and its
-  age, before anything else (a Flask-Login user load, say) trusts it.
-* The wrapper's ``save_session`` stamps a session the moment it first holds
-  something, so its age is counted from then.
+  age, before anything else (a Flask-Login user load, say) trusts it. A hook, not
+  ``open_session``: the validator may read ``flask.session`` and Flask-Login's
+  ``current_user``, which do not exist before the session is opened, and a database
+  outage it hits must reach the error handlers (503), which errors raised while
+  opening the session never do. Flask hooks cost several microseconds a request,
+  so it is installed only when there is something to check: a schema or timeouts
+  (known at ``init_app``) or a validator (which may be registered later).
+* When timeouts are on, the wrapper's ``save_session`` stamps a session the moment
+  it first holds something, so its age is counted from then.
+* A thin WSGI layer keeps these in place before each request: it wraps an
+  interface installed after ``init_app`` and installs the hook once a validator
+  is registered after it.
 
 Timestamps are whole seconds from the extension state's ``time_source`` (``time.time``
 unless a test sets another), kept in the session itself and checked on the server.
@@ -36,6 +45,8 @@ from .errors import ConfigurationError, warn
 from .log import current_request_id
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
     from .extension import _State
 
 P = ParamSpec("P")
@@ -95,9 +106,69 @@ MIN_DISTINCT_CHARACTERS = 10
 
 def init_app(app: Flask, state: _State) -> None:
     check_cookie_safety(app, state.config)
-    app.session_interface = GuardedSessionInterface(app.session_interface)
-    # First of all before_request functions: nothing may read the session unchecked.
-    app.before_request_funcs.setdefault(None, []).insert(0, check_session)
+    _guard_interface(app, state)
+    if _checks_needed(state):
+        _install_checks(app, state)
+    _keep_guards_in_place(app, state)
+
+
+def _checks_needed(state: _State) -> bool:
+    """Whether the session has anything to be checked against before each request."""
+    return (
+        state.config["RESILIENCE_SESSION_SCHEMA"] is not None
+        or _timeouts_enabled(state.config)
+        or state.guards.session_validator is not None
+    )
+
+
+def _guard_interface(app: Flask, state: _State) -> None:
+    app.session_interface = GuardedSessionInterface(
+        app.session_interface, stamps=_timeouts_enabled(state.config)
+    )
+
+
+def _install_checks(app: Flask, state: _State) -> None:
+    """Put :func:`check_session` first among the app's ``before_request`` functions, once."""
+    with state._lock:
+        if state.session_checks:
+            return
+        # First of all: nothing may read the session unchecked. A new list rather
+        # than an insert, so that a request going through the old one in another
+        # thread does not see its functions shift (and run one twice).
+        app.before_request_funcs[None] = [check_session, *app.before_request_funcs.get(None, ())]
+        state.session_checks = True
+
+
+def _keep_guards_in_place(app: Flask, state: _State) -> None:
+    """Check before each request, before its session is opened, that the guards are in place.
+
+    Another extension may have installed its session interface after ``init_app``,
+    and a session validator may have been registered after it. When neither
+    happened, this costs two attribute checks a request.
+    """
+    wsgi_app = app.wsgi_app
+
+    def guarded_wsgi_app(
+        environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if not isinstance(app.session_interface, GuardedSessionInterface):
+            _guard_replaced_interface(app, state)
+        if not state.session_checks and state.guards.session_validator is not None:
+            _install_checks(app, state)
+        return wsgi_app(environ, start_response)
+
+    app.wsgi_app = guarded_wsgi_app  # type: ignore[method-assign]
+
+
+def _guard_replaced_interface(app: Flask, state: _State) -> None:
+    with state._lock:  # two requests at once must not wrap it twice
+        if isinstance(app.session_interface, GuardedSessionInterface):
+            return
+        _guard_interface(app, state)
+    logger.info(
+        "app.session_interface was replaced after Resilience.init_app; it is guarded"
+        " from this request on. Call init_app after the extension that sets it."
+    )
 
 
 # -- Cookie settings -----------------------------------------------------------------------
@@ -187,14 +258,21 @@ class GuardedSessionInterface(SessionInterface):
     """Wraps the app's session interface; every call goes to it.
 
     Only opening and saving add something: an unreadable session becomes a fresh
-    one, and a session is stamped when it first holds something. Attributes of the
-    wrapped interface (``serializer``, ``regenerate``...) are reachable through it.
+    one, and, with ``stamps``, a session is stamped when it first holds something.
+    Attributes of the wrapped interface (``serializer``, ``regenerate``...) are
+    reachable through it.
     """
 
-    def __init__(self, inner: SessionInterface) -> None:
+    def __init__(self, inner: SessionInterface, *, stamps: bool = False) -> None:
         self.inner = inner
+        self.stamps = stamps
         self.null_session_class = inner.null_session_class
         self.pickle_based = inner.pickle_based
+        # Flask calls these on every request; where the wrapper adds nothing, they
+        # are the wrapped interface's own methods, without a call in between.
+        self.is_null_session = inner.is_null_session  # type: ignore[method-assign]
+        if not stamps:
+            self.save_session = inner.save_session  # type: ignore[method-assign]
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (copy, unpickling): no endless lookup
@@ -207,8 +285,14 @@ class GuardedSessionInterface(SessionInterface):
         except Exception as error:
             _log_unreadable(f"decoding it raised {type(error).__name__}")
             return self._fresh_session(app, request)
-        if opened is not None and not opened and self.get_cookie_name(app) in request.cookies:
-            # The cookie interface answers a bad signature with an empty session.
+        # The cookie interface answers a bad signature with an empty session. Most
+        # empty sessions come without any cookie: that test comes first.
+        if (
+            opened is not None
+            and not opened
+            and request.cookies
+            and self.inner.get_cookie_name(app) in request.cookies
+        ):
             _log_unreadable("its signature is invalid or it is too old")
             opened.modified = True  # so that saving it deletes the cookie
         return opened
@@ -227,14 +311,12 @@ class GuardedSessionInterface(SessionInterface):
         return fresh
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
+        # Only with stamps: otherwise the instance has the wrapped interface's own.
         _update_stamps(app, session)
         self.inner.save_session(app, session, response)
 
     def make_null_session(self, app: Flask) -> NullSession:
         return self.inner.make_null_session(app)
-
-    def is_null_session(self, obj: object) -> bool:
-        return self.inner.is_null_session(obj)
 
     def get_cookie_name(self, app: Flask) -> str:
         return self.inner.get_cookie_name(app)
@@ -275,9 +357,7 @@ def _log_unreadable(why: str) -> None:
 
 def _update_stamps(app: Flask, session: SessionMixin) -> None:
     """Stamp a session that holds something for the first time; unstamp an emptied one."""
-    state: _State | None = app.extensions.get("resilience")
-    if state is None or not _timeouts_enabled(state.config):
-        return
+    state: _State = app.extensions["resilience"]
     holds_something = any(key not in _STAMPS for key in session)
     if holds_something and STARTED not in session:
         session[STARTED] = session[SEEN] = math.floor(state.time_source())
@@ -296,7 +376,6 @@ class _Invalid(Exception):
 def check_session() -> Response | None:
     """Clear a session that fails its checks; answer an expired one with 401 or a redirect."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    _keep_interface_wrapped(app)
     # Without a session cookie there is nothing to check; leaving the session
     # untouched also keeps "Vary: Cookie" off anonymous answers.
     if app.session_interface.get_cookie_name(app) not in request.cookies:
@@ -327,16 +406,6 @@ def check_session() -> Response | None:
     return access.refuse_unauthenticated(
         "session-expired", "Your session has expired. Log in again."
     )
-
-
-def _keep_interface_wrapped(app: Flask) -> None:
-    """Wrap a session interface another extension installed after ``init_app``."""
-    if not isinstance(app.session_interface, GuardedSessionInterface):
-        app.session_interface = GuardedSessionInterface(app.session_interface)
-        logger.info(
-            "app.session_interface was replaced after Resilience.init_app; it is guarded"
-            " from the next request on. Call init_app after the extension that sets it."
-        )
 
 
 def _check_schema(current: SessionMixin, schema: Mapping[str, tuple[type, ...]] | None) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import pytest
 from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,22 +162,27 @@ sessions = st.dictionaries(
 
 
 @cache
-def session_app() -> Flask:
+def session_app(checked: bool) -> Flask:
+    """With ``checked``, every session check is on; without, only the session interface's guard."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
         PROPAGATE_EXCEPTIONS=False,
         RATELIMIT_ENABLED=False,  # one app answers every example: far over 100 a minute
-        RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))},
-        RESILIENCE_SESSION_IDLE_TIMEOUT=600,
-        RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=3600,
         RESILIENCE_LOGIN_VIEW="login",
     )
+    if checked:
+        app.config.update(
+            RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))},
+            RESILIENCE_SESSION_IDLE_TIMEOUT=600,
+            RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=3600,
+        )
     resilience = Resilience(app)
     resilience.user_loader(lambda: USERS.get(session.get("uid")))  # type: ignore[arg-type]
     resilience.permission_loader(lambda user: user.permissions)
-    resilience.session_validator(lambda sess: sess.get("x") != "forged")
+    if checked:
+        resilience.session_validator(lambda sess: sess.get("x") != "forged")
     clock = Clock(1_700_000_000)
     app.extensions["resilience"].time_source = clock
 
@@ -210,8 +216,11 @@ def session_app() -> Flask:
     path=st.sampled_from(["/whoami", "/api/docs", "/login"]),
     headers=st.sampled_from([API, BROWSER]),
 )
-def test_no_session_cookie_makes_a_500(content: str, path: str, headers: dict[str, str]) -> None:
-    client = session_app().test_client()
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_no_session_cookie_makes_a_500(
+    checked: bool, content: str, path: str, headers: dict[str, str]
+) -> None:
+    client = session_app(checked).test_client()
     client.set_cookie("session", content)
     response = client.get(path, headers=headers)
     assert response.status_code < 500

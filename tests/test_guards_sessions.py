@@ -13,7 +13,7 @@ import pytest
 from flask import Blueprint, Flask, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
+from flask_resilience import ConfigurationError, Resilience, ResilienceWarning, sessions
 from flask_resilience.config import SETTING_NAMES
 from flask_resilience.sessions import (
     SEEN,
@@ -203,6 +203,98 @@ def test_an_interface_installed_after_init_is_guarded_from_the_next_request(
     assert "replaced after Resilience.init_app" in guarded_records(caplog)[0].getMessage()
     client.set_cookie("session", raw_signed_cookie({"ref": {" u": "not-a-uuid"}}))
     assert client.get("/whoami").status_code == 200
+
+
+# -- Only what is turned on runs on each request ---------------------------------------------------
+
+
+def extension_hooks(app: Flask) -> list[str]:
+    """The extension's functions among the app's and its blueprints' before_request functions."""
+    return [
+        function.__qualname__
+        for functions in app.before_request_funcs.values()
+        for function in functions
+        if function.__module__.startswith("flask_resilience")
+    ]
+
+
+def test_an_app_without_session_settings_runs_no_hook_of_the_extension() -> None:
+    """A Flask hook costs several microseconds a request; sessions nobody checks need none."""
+    app, _ = make_app()  # a user loader and guards, but no schema, timeouts or validator
+    assert extension_hooks(app) == []
+    client = app.test_client()
+    log_in(client, 1)
+    assert client.get("/whoami").get_json() == {"uid": 1}
+    client.set_cookie("session", signed_cookie(app, {"uid": 1}, secret="guessed-key"))
+    assert client.get("/whoami").get_json() == {}
+    assert extension_hooks(app) == []
+    with client.session_transaction() as sess:
+        assert STARTED not in sess  # no timeouts, no stamps
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"RESILIENCE_SESSION_SCHEMA": {"uid": int}},
+        {"RESILIENCE_SESSION_IDLE_TIMEOUT": 60},
+        {"RESILIENCE_SESSION_ABSOLUTE_TIMEOUT": 60},
+    ],
+)
+def test_configured_checks_run_before_the_apps_own_hooks(config: dict[str, Any]) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True, **config)
+    seen: list[Any] = []
+    app.before_request(lambda: seen.append(session.get("uid")))
+    Resilience(app)
+    assert extension_hooks(app) == ["check_session"]
+
+    @app.get("/")
+    def index() -> str:
+        return "index"
+
+    client = app.test_client()
+    client.set_cookie("session", signed_cookie(app, {"uid": "1", "_resilience_started": "x"}))
+    client.get("/")
+    assert seen == [None]  # cleared by the checks before the app's hook read it
+    client.set_cookie("session", signed_cookie(app, {"uid": 1}, secret="guessed-key"))
+    client.get("/")
+    assert seen == [None, None]
+
+
+def test_a_validator_registered_after_init_is_checked_first_from_the_next_request() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True)
+    seen: list[Any] = []
+    app.before_request(lambda: seen.append(session.get("uid")))
+    resilience = Resilience(app)
+
+    @app.get("/")
+    def index() -> str:
+        return "index"
+
+    client = app.test_client()
+    log_in(client, 1)
+    client.get("/")
+    assert extension_hooks(app) == []
+    resilience.session_validator(lambda sess: sess.get("uid") == 2)
+    client.get("/")
+    client.get("/")
+    assert seen == [1, None, None]
+    assert extension_hooks(app) == ["check_session"]
+
+
+def test_installing_the_checks_twice_leaves_one(caplog: pytest.LogCaptureFixture) -> None:
+    """What two first requests at once may do: neither the hook nor the wrapper is doubled."""
+    app, _ = make_app()
+    state = app.extensions["resilience"]
+    for _ in range(2):
+        sessions._install_checks(app, state)
+    assert extension_hooks(app) == ["check_session"]
+    wrapper = app.session_interface
+    with caplog.at_level(logging.INFO, logger="flask_resilience"):
+        sessions._guard_replaced_interface(app, state)
+    assert app.session_interface is wrapper
+    assert guarded_records(caplog) == []
 
 
 # -- What the session holds ---------------------------------------------------------------------
