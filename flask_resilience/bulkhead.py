@@ -19,14 +19,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from flask import current_app, has_app_context, has_request_context, request
+from flask import has_request_context, request
 from werkzeug.exceptions import ServiceUnavailable
 
-from .config import configured
+from .config import configured, current_state
 from .errors import ProblemError
 
 if TYPE_CHECKING:
-    from .extension import _State
+    pass
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,15 +114,9 @@ _process_bulkheads: dict[str, Bulkhead] = {}
 _registry_lock = threading.Lock()
 
 
-def _app_state() -> _State | None:
-    if not has_app_context():
-        return None
-    return cast("_State | None", current_app.extensions.get("resilience"))
-
-
 def get_bulkhead(name: str) -> Bulkhead:
     """The live bulkhead called ``name``: the current app's, else this process's."""
-    state = _app_state()
+    state = current_state()
     bulkheads = state.bulkheads if state is not None else _process_bulkheads
     found = bulkheads.get(name)
     if found is None:

@@ -44,10 +44,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import pybreaker
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import Flask, has_request_context, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from .config import configured
+from .config import configured, current_state
 from .errors import ProblemError
 
 if TYPE_CHECKING:
@@ -541,15 +541,9 @@ def _build(definition: _Definition, link: _RedisLink | None) -> Breaker:
     )
 
 
-def _app_state() -> _State | None:
-    if not has_app_context():
-        return None
-    return cast("_State | None", current_app.extensions.get("resilience"))
-
-
 def get_breaker(name: str) -> Breaker:
     """The live breaker called ``name``: the current app's, else this process's."""
-    state = _app_state()
+    state = current_state()
     breakers = state.breakers if state is not None else _process_breakers
     breaker = breakers.get(name)
     if breaker is None:

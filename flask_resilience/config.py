@@ -15,9 +15,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_app_context
+
+if TYPE_CHECKING:
+    from .extension import _State
 
 from .errors import ConfigurationError, warn
 
@@ -332,7 +335,8 @@ FLASK_LIMITS: Mapping[str, int] = {
 }
 
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
-_DEFAULTS = MappingProxyType({setting.name: setting.default for setting in SETTINGS})
+# Checked, so that a default reads the same as a configured value (a size in bytes, say).
+_DEFAULTS = MappingProxyType({s.name: s.check(s.name, s.default) for s in SETTINGS})
 
 
 def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -353,17 +357,22 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
     return MappingProxyType(values)
 
 
+def current_state() -> _State | None:
+    """The extension's state for the current app, or ``None`` outside an app context
+    or in an app the extension was not set up on."""
+    if not has_app_context():
+        return None
+    return cast("_State | None", current_app.extensions.get("resilience"))
+
+
 def configured(key: str) -> Any:
     """The current app's checked value of ``key``, or its default outside an app.
 
     Decorators call this when they run, so that they work in plain service code
     as well as in a request of an app that ``Resilience`` was set up on.
     """
-    if has_app_context():
-        state = current_app.extensions.get("resilience")
-        if state is not None:
-            return state.config[key]
-    return _DEFAULTS[key]
+    state = current_state()
+    return _DEFAULTS[key] if state is None else state.config[key]
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:

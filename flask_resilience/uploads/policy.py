@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from flask import current_app, has_app_context
-
-from ..config import SETTINGS, parse_size
+from ..config import parse_size
 from .categories import ACTIVE_EXTENSIONS, CATEGORIES, EXTENSION_TYPES
-
-_KEYS = ("RESILIENCE_UPLOAD_MAX_SIZE", "RESILIENCE_UPLOAD_CATEGORIES", "RESILIENCE_UPLOAD_FOLDER")
-_DEFAULTS = {
-    setting.name: setting.check(setting.name, setting.default)
-    for setting in SETTINGS
-    if setting.name in _KEYS
-}
 
 
 class UploadPolicy:
@@ -79,15 +69,6 @@ class UploadPolicy:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
         return f"UploadPolicy({fields})"
-
-
-def app_setting(key: str) -> Any:
-    """An upload setting of the current app, or its default outside of one."""
-    if has_app_context():
-        state = current_app.extensions.get("resilience")
-        if state is not None:
-            return state.config[key]
-    return _DEFAULTS[key]
 
 
 def allowed_extensions_of(

@@ -14,9 +14,9 @@ from flask import Response, current_app, has_app_context, has_request_context, s
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
+from ..config import configured
 from .errors import UploadNotStored, UploadStorageFull, failure_entry, problem_for
 from .filenames import generated_name
-from .policy import app_setting
 from .validation import UploadCheck, remembered, validate_upload
 
 logger = logging.getLogger("flask_resilience")
@@ -116,7 +116,7 @@ def _check_of(file: FileStorage) -> UploadCheck:
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
     if directory is not None:
         return Path(directory)
-    folder = app_setting("RESILIENCE_UPLOAD_FOLDER")
+    folder = configured("RESILIENCE_UPLOAD_FOLDER")
     if folder is None:
         raise RuntimeError("No upload directory: pass one, or set RESILIENCE_UPLOAD_FOLDER.")
     path = Path(folder)

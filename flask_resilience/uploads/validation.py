@@ -17,11 +17,12 @@ from typing import IO, Any
 from flask import g, has_request_context
 from werkzeug.datastructures import FileStorage
 
+from ..config import configured
 from . import sniffing
 from .categories import EXTENSION_TYPES, category_of, is_active_type
 from .errors import UploadFailure
 from .filenames import CleanName, clean_filename, generated_name
-from .policy import UploadPolicy, allowed_extensions_of, app_setting
+from .policy import UploadPolicy, allowed_extensions_of
 
 _CHUNK = 1024 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
@@ -172,7 +173,7 @@ def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
 
     extensions = policy.extensions
     if extensions is None:
-        extensions = allowed_extensions_of(None, app_setting("RESILIENCE_UPLOAD_CATEGORIES"), False)
+        extensions = allowed_extensions_of(None, configured("RESILIENCE_UPLOAD_CATEGORIES"), False)
         assert extensions is not None
     if name.extension not in extensions:
         allowed = ", ".join(f".{extension}" for extension in sorted(extensions))
@@ -185,7 +186,7 @@ def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
 
     max_size = policy.max_size
     if max_size is None:
-        max_size = int(app_setting("RESILIENCE_UPLOAD_MAX_SIZE"))
+        max_size = int(configured("RESILIENCE_UPLOAD_MAX_SIZE"))
     try:
         size = _measure(file, max_size)
         if size > max_size:
