@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import database
+from . import database, health
 from .config import load_config
+from .health.checks import HealthCheck
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+
+    from .health.monitor import Alert, Monitor
+
+CheckFunction = TypeVar("CheckFunction", bound=Callable[[], Any])
+AlertCallback = TypeVar("AlertCallback", bound="Callable[[Alert], Any]")
 
 
 @dataclass
@@ -23,6 +30,15 @@ class _State:
     config: Mapping[str, Any]
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+    health: health.HealthState | None = None
+    # Set when a graceful shutdown begins: readiness then answers 503.
+    draining: threading.Event = field(default_factory=threading.Event)
+    # Other parts show their state in detailed health ("circuit_breakers", "rate_limit").
+    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # Endpoints the rate limiter leaves alone (the public health probes).
+    rate_limit_exempt: set[str] = field(default_factory=set)
+    # Does the current request hold this permission? Filled by the guards.
+    permission_check: Callable[[str], bool] | None = None
 
 
 class Resilience:
@@ -42,6 +58,8 @@ class Resilience:
 
     def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
         self._db = db
+        self._health_checks: dict[str, HealthCheck] = {}
+        self._alert_callbacks: list[Callable[[Alert], Any]] = []
         if app is not None:
             self.init_app(app)
 
@@ -66,6 +84,7 @@ class Resilience:
             database.rollback_on_error(app, state.db)
 
         app.extensions["resilience"] = state
+        health.init_app(app, state)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
@@ -79,6 +98,50 @@ class Resilience:
         if state.db is None:
             return {}
         return database.pool_status(state.db, state.pool_options)
+
+    def health_check(
+        self, name: str, *, critical: bool = False, timeout: float | None = None
+    ) -> Callable[[CheckFunction], CheckFunction]:
+        """Register a health check, before or after ``init_app``::
+
+            @resilience.health_check("redis", critical=True, timeout=1.0)
+            def redis_up():
+                return redis_client.ping()
+
+        The function returns ``True`` or ``None`` (pass), ``False`` (fail), a status
+        string (``"pass"``, ``"warn"``, ``"fail"``) or a
+        :class:`~flask_resilience.health.HealthResult`; raising is a fail. It runs
+        in an app context, in a thread of its own, bounded by ``timeout``.
+
+        :param name: the key in the answer, ``component`` or ``component:measurement``.
+        :param critical: readiness fails when this check fails.
+        :param timeout: seconds; ``RESILIENCE_HEALTH_CHECK_TIMEOUT`` by default.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout is {timeout!r}; expected a number of seconds > 0.")
+
+        def register(func: CheckFunction) -> CheckFunction:
+            self._health_checks[name] = HealthCheck(name, func, critical, timeout)
+            return func
+
+        return register
+
+    def on_alert(self, callback: AlertCallback) -> AlertCallback:
+        """Call ``callback(alert)`` on every level change of a monitored metric.
+
+        ``alert`` has ``metric``, ``level``, ``previous``, ``value``, ``threshold`` and
+        ``time``. It runs on the monitor's thread; an exception is logged and ignored.
+        """
+        self._alert_callbacks.append(callback)
+        return callback
+
+    @property
+    def monitor(self) -> Monitor:
+        """The current app's background monitor (this process's)."""
+        state = _get_state()
+        if state.health is None:
+            raise RuntimeError("Health is off for this app: RESILIENCE_HEALTH_ENABLED is False.")
+        return state.health.monitor
 
 
 def _get_state(app: Flask | None = None) -> _State:

@@ -1,0 +1,45 @@
+"""Small apps for the health tests; ``create_app`` also serves the gunicorn tests.
+
+Under gunicorn the configuration comes as JSON in ``HEALTH_TEST_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from flask import Flask, abort
+
+from flask_resilience import Resilience
+
+TOKEN = "test-token-1234567890"
+
+
+def create_app(**config: Any) -> Flask:
+    app = Flask(__name__, instance_path=config.pop("instance_path", None))
+    app.config.update(
+        RESILIENCE_HEALTH_TOKEN=TOKEN,
+        RESILIENCE_MONITOR_INTERVAL=0.2,
+        **json.loads(os.environ.get("HEALTH_TEST_CONFIG", "{}")),
+    )
+    app.config.update(config)
+    resilience = Resilience()
+    resilience.init_app(app)
+
+    @app.get("/")
+    def hello() -> str:
+        return "hello"
+
+    @app.get("/fail")
+    def fail() -> str:
+        abort(500)
+
+    @app.get("/sleep/<float:seconds>")
+    def sleep(seconds: float) -> str:
+        time.sleep(seconds)
+        return str(os.getpid())
+
+    app.extensions["test_resilience"] = resilience
+    return app
