@@ -15,6 +15,16 @@ from flask import Flask, abort
 from flask_resilience import Resilience
 
 TOKEN = "test-token-1234567890"
+CREATED: list[Flask] = []
+
+
+def stop_monitors() -> None:
+    """Stop the monitor thread of every app made so far in this process."""
+    while CREATED:
+        app = CREATED.pop()
+        state = app.extensions["resilience"]
+        if state.health is not None:
+            state.health.monitor.stop()
 
 
 def create_app(**config: Any) -> Flask:
@@ -42,4 +52,5 @@ def create_app(**config: Any) -> Flask:
         return str(os.getpid())
 
     app.extensions["test_resilience"] = resilience
+    CREATED.append(app)
     return app

@@ -94,6 +94,14 @@ class Postgres:
         self._run(str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
 
+@pytest.fixture(autouse=True)
+def stop_monitors() -> Iterator[None]:
+    yield
+    from health_apps import stop_monitors
+
+    stop_monitors()
+
+
 @pytest.fixture(scope="session")
 def health_postgres() -> Iterator[Postgres]:
     if _bin("initdb") is None or _bin("pg_ctl") is None:

@@ -14,14 +14,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 from health_apps import TOKEN, create_app
-from health_helpers import PASSWORD, Postgres, health_postgres, wait_until
+from health_helpers import PASSWORD, Postgres, health_postgres, stop_monitors, wait_until
 
 from flask_resilience import ConfigurationError, Resilience
 from flask_resilience.health import HealthResult
 from flask_resilience.health.checks import scrub
 from flask_resilience.health.system import cgroup_memory, memory_usage
 
-__all__ = ["health_postgres"]
+__all__ = ["health_postgres", "stop_monitors"]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

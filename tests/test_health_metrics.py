@@ -1,0 +1,109 @@
+"""Prometheus metrics of one process (several workers: test_health_gunicorn.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from health_apps import TOKEN, create_app
+from health_helpers import stop_monitors
+from prometheus_client.parser import text_string_to_metric_families
+
+from flask_resilience.health.metrics import _breaker_states, mark_process_dead
+from flask_resilience.health.stats import RequestStats
+
+__all__ = ["stop_monitors"]
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def scrape(client: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/health/metrics", headers=AUTH)  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    values = {}
+    for family in text_string_to_metric_families(response.data.decode()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_requests_errors_and_latency_by_endpoint(tmp_path: Path) -> None:
+    app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/")
+    client.get("/fail")
+    client.get("/nowhere")
+    client.get("/health/live")  # probes are not the app's traffic
+    values = scrape(client)
+    hello = (("endpoint", "hello"), ("method", "GET"), ("status", "200"))
+    assert values[("resilience_http_requests_total", hello)] == 3
+    assert values[("resilience_http_errors_total", (("endpoint", "fail"),))] == 1
+    unmatched = (("endpoint", "<unmatched>"), ("method", "GET"), ("status", "404"))
+    assert values[("resilience_http_requests_total", unmatched)] == 1
+    count = (
+        "resilience_http_request_duration_seconds_count",
+        (("endpoint", "hello"), ("status", "200")),
+    )
+    assert values[count] == 3
+    assert not any(
+        dict(labels).get("endpoint", "").startswith("resilience_health") for _, labels in values
+    )
+    assert values[("resilience_process_resident_memory_bytes", ())] > 0
+    assert values[("resilience_process_threads", ())] >= 1
+    assert values[("resilience_alert_level", ())] == 0
+    assert ("resilience_system_usage_percent", (("resource", "memory"),)) in values
+
+
+def test_two_apps_in_one_process_keep_their_own_registry(tmp_path: Path) -> None:
+    first = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
+    second = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
+    first.test_client().get("/")
+    hello = (
+        "resilience_http_requests_total",
+        (("endpoint", "hello"), ("method", "GET"), ("status", "200")),
+    )
+    assert scrape(first.test_client())[hello] == 1
+    assert hello not in scrape(second.test_client())
+
+
+def test_breaker_and_pool_gauges(tmp_path: Path) -> None:
+    app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
+    app.extensions["resilience"].detail_providers["circuit_breakers"] = lambda: {
+        "payments": {"state": "open"},
+        "mail": "closed",
+        "search": "HALF-OPEN",
+        "odd": 3,
+    }
+    values = scrape(app.test_client())
+    state = "resilience_circuit_breaker_state"
+    assert values[(state, (("name", "payments"),))] == 2
+    assert values[(state, (("name", "mail"),))] == 0
+    assert values[(state, (("name", "search"),))] == 1
+    assert (state, (("name", "odd"),)) not in values
+    assert _breaker_states(["not", "a", "mapping"]) == {}
+
+
+def test_mark_process_dead_is_harmless_in_one_process() -> None:
+    mark_process_dead(12345)
+
+
+def test_request_statistics_over_windows() -> None:
+    now = [1000.0]
+    stats = RequestStats(clock=lambda: now[0])
+    for number in range(100):
+        stats.record(number / 1000, 500 if number < 10 else 200)
+    window = stats.window(60)
+    assert window["requests"] == 100
+    assert window["error_rate"] == 10.0
+    assert window["latency_p50"] == 0.049
+    assert window["latency_p95"] == 0.094
+    assert window["latency_p99"] == 0.098
+    now[0] += 120
+    stats.record(0.5, 200)
+    assert stats.window(60)["requests"] == 1
+    assert stats.window(300)["requests"] == 101
+    now[0] += 1000
+    empty = stats.window(60)
+    assert (empty["requests"], empty["latency_p95"], empty["error_rate"]) == (0, None, 0.0)
+    assert stats.snapshot()["total"] == 101
