@@ -28,15 +28,17 @@ def stop_monitors() -> None:
 
 
 def create_app(**config: Any) -> Flask:
+    config = {**json.loads(os.environ.get("HEALTH_TEST_CONFIG", "{}")), **config}
     app = Flask(__name__, instance_path=config.pop("instance_path", None))
-    app.config.update(
-        RESILIENCE_HEALTH_TOKEN=TOKEN,
-        RESILIENCE_MONITOR_INTERVAL=0.2,
-        **json.loads(os.environ.get("HEALTH_TEST_CONFIG", "{}")),
-    )
+    slow_check = config.pop("slow_check", None)
+    app.config.update(RESILIENCE_HEALTH_TOKEN=TOKEN, RESILIENCE_MONITOR_INTERVAL=0.2)
     app.config.update(config)
     resilience = Resilience()
     resilience.init_app(app)
+
+    if slow_check is not None:
+        # Keeps a sync worker busy, so that concurrent probes reach every worker.
+        resilience.health_check("slow")(lambda: time.sleep(slow_check))
 
     @app.get("/")
     def hello() -> str:

@@ -87,8 +87,8 @@ class Postgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
-        self._run(str(self.pg_ctl), "-D", str(self.data), "-o", options, "-w", "start", "-l",
-                  str(self.base / "log"))  # fmt: skip
+        log = str(self.base / "log")
+        self._run(str(self.pg_ctl), "-D", str(self.data), "-o", options, "-w", "start", "-l", log)
 
     def stop(self) -> None:
         self._run(str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "-w", "stop")
