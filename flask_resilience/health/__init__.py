@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from blinker import Namespace
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
 from . import builtin
 from .checks import CheckRunner, HealthCheck, HealthResult, Outcome
@@ -141,30 +141,40 @@ def _announce(app: Flask, state: _State, alert: Alert) -> None:
         logger.exception("A receiver of the alert signal raised")
 
 
-def _add_request_hooks(app: Flask, health: HealthState) -> None:
-    stats, metrics, monitor = health.stats, health.metrics, health.monitor
-    pid = [os.getpid()]
+_STARTED = "flask_resilience.health.started"
 
-    def start_timer() -> None:
-        if pid[0] != os.getpid():  # first request of a forked worker
+
+def _add_request_hooks(app: Flask, health: HealthState) -> None:
+    """Time every request and start the monitor with a process's first request.
+
+    This runs on every request, so it stays small: the start time goes into the
+    WSGI environ from a wrapper (a dict write, no context lookup), and the one
+    after-request hook resolves the request proxy once.
+    """
+    stats, metrics, monitor = health.stats, health.metrics, health.monitor
+    wsgi_app = app.wsgi_app
+    pid = [0]  # no process has served a request yet
+
+    def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        environ[_STARTED] = time.perf_counter()
+        if pid[0] != os.getpid():  # the first request of this process (a forked worker)
             pid[0] = os.getpid()
             health.reset_after_fork()
-        monitor.ensure_started()
-        if request.blueprint != BLUEPRINT:
-            g._resilience_health_started = time.perf_counter()
+            monitor.ensure_started()
+        return wsgi_app(environ, start_response)
 
     def record(response: Response) -> Response:
-        started = g.pop("_resilience_health_started", None)
-        if started is not None:
-            seconds = time.perf_counter() - started
-            status = response.status_code
-            stats.record(seconds, status)
-            metrics.record_request(
-                request.endpoint or "<unmatched>", request.method, status, seconds
-            )
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        started = current.environ.get(_STARTED)
+        if started is None or current.blueprint == BLUEPRINT:
+            return response  # probes are not the app's traffic
+        seconds = time.perf_counter() - started
+        status = response.status_code
+        stats.record(seconds, status)
+        metrics.record_request(current.endpoint or "<unmatched>", current.method, status, seconds)
         return response
 
-    app.before_request(start_timer)
+    app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
     app.after_request(record)
 
 

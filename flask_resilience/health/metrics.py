@@ -47,6 +47,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_mode()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         # In multiprocess mode values go to files; a scrape builds its own registry.
         self.registry = CollectorRegistry(auto_describe=True)
         registry = None if self.multiprocess else self.registry
@@ -105,11 +106,21 @@ class Metrics:
         )
 
     def record_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(endpoint, method, code).inc()
-        self.latency.labels(endpoint, code).observe(seconds)
-        if status >= 500:
-            self.errors.labels(endpoint).inc()
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds tuples: do it once per key
+            code = str(status)
+            children = (
+                self.requests.labels(endpoint, method, code),
+                self.latency.labels(endpoint, code),
+                self.errors.labels(endpoint) if status >= 500 else None,
+            )
+            self._children[key] = children
+        count, latency, errors = children
+        count.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def update(
         self,
