@@ -28,6 +28,24 @@ def median_seconds(work: Callable[[], object], *, repeat: int, rounds: int) -> f
     return statistics.median(samples)
 
 
+def compare(
+    calls: dict[str, Callable[[], object]], *, repeat: int, rounds: int
+) -> dict[str, float]:
+    """Median seconds per call of each of ``calls``, their rounds interleaved.
+
+    Interleaving makes a burst of load on the machine hit every contender alike,
+    so ratios between them hold even when absolute figures drift.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, work in calls.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                work()
+            samples[name].append((time.perf_counter() - start) / repeat)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def render(rows: list[Row]) -> str:
     width = max(len(row.name) for row in rows)
     lines = [f"{'benchmark':<{width}}  {'figure':>12}  {'target':<16}  met", "-" * (width + 40)]

@@ -129,6 +129,12 @@ def check_positive(key: str, value: Any) -> float:
     return float(number)
 
 
+def check_path(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith("/")):
+        return value
+    raise wrong_value(key, value, "None or a URL path starting with '/'")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RESILIENCE_HARDEN_POOL",
@@ -230,7 +236,45 @@ SETTINGS: tuple[Setting, ...] = (
         check_fraction,
         "Share of a threshold a value must fall below a level's boundary to leave it.",
     ),
+    Setting(
+        "RESILIENCE_API_PREFIXES",
+        ("/api",),
+        check_str_list,
+        "Paths under these prefixes always get problem+json, never an HTML error page.",
+    ),
+    Setting(
+        "RESILIENCE_ERROR_FORMAT",
+        "auto",
+        check_choice("auto", "json", "html"),
+        "auto: HTML for browsers outside the API prefixes, else problem+json.",
+    ),
+    Setting("RESILIENCE_LOG_JSON", False, check_bool, "Format log records as JSON lines."),
+    Setting(
+        "RESILIENCE_REQUEST_TIMEOUT",
+        30,
+        check_number(minimum=0.001, optional=True),
+        "Seconds a request may spend; enforced on its database statements. None: no limit.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_AFTER",
+        5,
+        check_number(minimum=0, integer=True),
+        "Retry-After seconds sent with 503 answers when the database is unavailable.",
+    ),
+    Setting(
+        "RESILIENCE_CLIENT_ERRORS_URL",
+        None,
+        check_path,
+        "Mount a POST endpoint at this path for front ends to report their errors.",
+    ),
 )
+
+# Keys that belong to Flask; the extension only replaces Flask's "no limit" default.
+FLASK_LIMITS: Mapping[str, int] = {
+    "MAX_CONTENT_LENGTH": 50 * 1024 * 1024,
+    "MAX_FORM_MEMORY_SIZE": 500_000,
+    "MAX_FORM_PARTS": 1_000,
+}
 
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
 
@@ -242,6 +286,7 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
         ``app.config``, the way Flask-Limiter's constructor arguments do.
     """
     _warn_unknown_keys(app.config)
+    _apply_flask_limits(app.config)
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         if overrides and setting.name in overrides:
@@ -262,3 +307,11 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
                 ResilienceWarning,
                 stacklevel=4,
             )
+
+
+def _apply_flask_limits(config: dict[str, Any]) -> None:
+    """Give Flask's body limits a value where they have none, and check them."""
+    for key, default in FLASK_LIMITS.items():
+        if config.get(key) is None:
+            config[key] = default
+        check_number(minimum=1, integer=True)(key, config[key])

@@ -16,12 +16,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from flask import Flask, got_request_exception
+from flask import Flask, current_app, got_request_exception
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from .config import wrong_value
-from .errors import ConfigurationError, ResilienceWarning
+from .errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    RequestDeadlineExceeded,
+    ResilienceWarning,
+)
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -267,3 +272,44 @@ def rollback_on_error(app: Flask, db: SQLAlchemy) -> None:
 
     setattr(app, "handle_user_exception", handle_user_exception_after_rollback)  # noqa: B010
     got_request_exception.connect(rollback, app, weak=False)
+
+
+# SQLSTATE of a statement cancelled by statement_timeout (PostgreSQL), and the
+# error numbers of MySQL's max_execution_time and MariaDB's max_statement_time.
+_QUERY_CANCELLED = "57014"
+_MYSQL_TIMEOUT_ERRORS = frozenset({3024, 1969})
+
+
+def classify_database_error(
+    error: BaseException,
+) -> DatabaseUnavailable | RequestDeadlineExceeded | None:
+    """The answer a database failure deserves, or ``None`` if it is not one we map.
+
+    A lost or refused connection and an exhausted pool are the database being
+    unavailable (503, retry later); a statement cancelled by the request deadline
+    is a 504. Anything else (an integrity error, bad SQL) stays a 500: a bug.
+    """
+    retry_after = str(current_app.extensions["resilience"].config["RESILIENCE_RETRY_AFTER"])
+    if isinstance(error, sa.exc.TimeoutError):
+        return DatabaseUnavailable(
+            "No database connection came free in time. Try again shortly.",
+            headers={"Retry-After": retry_after},
+        )
+    if not isinstance(error, sa.exc.DBAPIError):
+        return None
+    if _was_cancelled(error.orig):
+        return RequestDeadlineExceeded("The request took longer than its time limit.")
+    if error.connection_invalidated or isinstance(error, sa.exc.OperationalError):
+        return DatabaseUnavailable(
+            "The database is unavailable. Try again shortly.",
+            headers={"Retry-After": retry_after},
+        )
+    return None
+
+
+def _was_cancelled(driver_error: BaseException | None) -> bool:
+    sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    if sqlstate == _QUERY_CANCELLED:
+        return True
+    args: tuple[Any, ...] = getattr(driver_error, "args", ())
+    return len(args) > 0 and args[0] in _MYSQL_TIMEOUT_ERRORS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import GatewayTimeout, HTTPException, ServiceUnavailable
 
 
 class ConfigurationError(ValueError):
@@ -46,3 +46,11 @@ class ProblemError(HTTPException):
         super().__init__(description=detail)
         self.extra_headers = dict(headers or {})
         self.members = members
+
+
+class DatabaseUnavailable(ProblemError, ServiceUnavailable):
+    """The database could not be reached, or no pooled connection came free in time."""
+
+
+class RequestDeadlineExceeded(ProblemError, GatewayTimeout):
+    """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``)."""

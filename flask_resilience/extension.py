@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import database, health
+from . import client_errors, database, deadlines, health, log, problems
 from .config import load_config
 from .health.checks import HealthCheck
 
@@ -39,6 +39,12 @@ class _State:
     rate_limit_exempt: set[str] = field(default_factory=set)
     # Does the current request hold this permission? Filled by the guards.
     permission_check: Callable[[str], bool] | None = None
+    slow_requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_slow_request(self) -> None:
+        with self._lock:
+            self.slow_requests += 1
 
 
 class Resilience:
@@ -78,10 +84,17 @@ class Resilience:
             )
         state = _State(extension=self, config=load_config(app), db=db or self._db)
 
+        config = state.config
+
         if state.db is not None:
-            if state.config["RESILIENCE_HARDEN_POOL"]:
+            if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
+        log.init_app(app, config)
+        problems.init_app(app)
+        deadlines.init_app(app, state.db)
+        if config["RESILIENCE_CLIENT_ERRORS_URL"]:
+            client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
 
         app.extensions["resilience"] = state
         health.init_app(app, state)

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from health_apps import TOKEN, create_app
-from health_helpers import missing, stop_monitors, wait_until
 from werkzeug.serving import make_server
+
+from tests.health_apps import TOKEN, create_app
+from tests.health_helpers import skip_or_fail, stop_monitors, wait_until
 
 __all__ = ["stop_monitors"]
 
@@ -49,7 +50,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        missing("Chromium: apt-get install chromium chromium-driver")
+        skip_or_fail("Chromium is missing: apt-get install chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

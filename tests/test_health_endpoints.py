@@ -13,13 +13,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
-from health_apps import TOKEN, create_app
-from health_helpers import PASSWORD, Postgres, health_postgres, stop_monitors, wait_until
 
 from flask_resilience import ConfigurationError, Resilience
 from flask_resilience.health import HealthResult
 from flask_resilience.health.checks import scrub
 from flask_resilience.health.system import cgroup_memory, memory_usage
+from tests.health_apps import TOKEN, create_app
+from tests.health_helpers import PASSWORD, health_postgres, stop_monitors, wait_until
+from tests.servers import PostgresServer
 
 __all__ = ["health_postgres", "stop_monitors"]
 
@@ -280,7 +281,11 @@ PROTECTED = [
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
 def test_protected_endpoints_need_the_token(client: FlaskClient, method: str, path: str) -> None:
-    assert client.open(path, method=method).status_code == 401
+    refused = client.open(path, method=method)
+    assert refused.status_code == 401
+    assert refused.mimetype == "application/problem+json"
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="health"'
+    assert body(refused)["detail"] == "A bearer token is required."
     wrong = {"Authorization": "Bearer not-the-token"}
     assert client.open(path, method=method, headers=wrong).status_code == 401
     basic = {"Authorization": f"Basic {TOKEN}"}
@@ -310,7 +315,10 @@ def test_token_is_compared_in_constant_time(
 
 def test_without_token_protected_endpoints_are_refused_outside_debug(tmp_path: Path) -> None:
     app = create_app(instance_path=str(tmp_path), RESILIENCE_HEALTH_TOKEN=None)
-    assert app.test_client().get("/health/detailed", headers=AUTH).status_code == 403
+    refused = app.test_client().get("/health/detailed", headers=AUTH)
+    assert refused.status_code == 403
+    assert refused.mimetype == "application/problem+json"
+    assert "RESILIENCE_HEALTH_TOKEN" in body(refused)["detail"]
     assert app.test_client().get("/health/ready").status_code == 200
     app.debug = True
     assert app.test_client().get("/health/detailed").status_code in (200, 503)
@@ -462,7 +470,7 @@ def test_disk_checks_cover_the_upload_folder(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def db_app(health_postgres: Postgres, tmp_path: Path) -> Iterator[Flask]:
+def db_app(health_postgres: PostgresServer, tmp_path: Path) -> Iterator[Flask]:
     db = SQLAlchemy()
     app = Flask(__name__, instance_path=str(tmp_path))
     app.config.update(
@@ -482,7 +490,7 @@ def db_app(health_postgres: Postgres, tmp_path: Path) -> Iterator[Flask]:
 
 
 def test_database_down_fails_readiness_not_liveness(
-    db_app: Flask, health_postgres: Postgres
+    db_app: Flask, health_postgres: PostgresServer
 ) -> None:
     client = db_app.test_client()
     data = body(client.get("/health/ready"))

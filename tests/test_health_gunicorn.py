@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from health_apps import TOKEN
-from health_helpers import free_port, missing, stop_monitors, wait_until
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.health_apps import TOKEN
+from tests.health_helpers import free_port, skip_or_fail, stop_monitors, wait_until
 
 __all__ = ["stop_monitors"]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INTERVAL = 0.2
-TESTS = Path(__file__).parent
+ROOT = Path(__file__).parent.parent
 
 
 def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -41,7 +42,7 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 def gunicorn(tmp_path: Path) -> Iterator[str]:
     executable = Path(sys.executable).with_name("gunicorn")
     if not executable.exists():
-        missing("gunicorn: pip install -e '.[example]'")
+        skip_or_fail("gunicorn is missing: pip install -e '.[example]'")
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -57,7 +58,13 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     command = [str(executable), "--workers", "2", "--bind", f"127.0.0.1:{port}"]
-    command += ["--pythonpath", str(TESTS), "--graceful-timeout", "2", "health_apps:create_app()"]
+    command += [
+        "--pythonpath",
+        str(ROOT),
+        "--graceful-timeout",
+        "2",
+        "tests.health_apps:create_app()",
+    ]
     process = subprocess.Popen(
         command,
         env=env,

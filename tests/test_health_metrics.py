@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from health_apps import TOKEN, create_app
-from health_helpers import stop_monitors
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_resilience.health.metrics import _breaker_states, mark_process_dead
 from flask_resilience.health.stats import RequestStats
+from tests.health_apps import TOKEN, create_app
+from tests.health_helpers import stop_monitors
 
 __all__ = ["stop_monitors"]
 

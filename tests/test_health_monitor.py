@@ -5,20 +5,18 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from health_apps import TOKEN, create_app
-from health_helpers import free_port, missing, stop_monitors, wait_until
 
 from flask_resilience import Resilience
 from flask_resilience.health import Alert, Sample, alert_raised
 from flask_resilience.health.monitor import FileSwitch, Monitor, RedisSwitch, Thresholds
+from tests.health_apps import TOKEN, create_app
+from tests.health_helpers import free_port, stop_monitors, wait_until
 
 __all__ = ["stop_monitors"]
 
@@ -327,47 +325,6 @@ def test_a_broken_switch_file_means_the_configured_default(tmp_path: Path) -> No
 
 
 # -- Redis ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    import shutil
-
-    server = shutil.which("redis-server")
-    if server is None:
-        missing("redis-server: apt-get install redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(server),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        assert wait_until(lambda: _pings(client), 10)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait(10)
-
-
-def _pings(client: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
 
 
 def test_the_switch_can_live_in_redis(tmp_path: Path, redis_url: str) -> None:

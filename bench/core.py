@@ -1,0 +1,69 @@
+"""Per-request cost of the extension on a hello-world view, against bare Flask."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any
+
+from flask import Flask
+
+from bench.table import Row, compare
+from flask_resilience import Resilience
+
+ROUNDS = 15
+REPEAT = 2000
+
+
+def hello_app(**config: Any) -> Flask:
+    app = Flask("bench")
+    app.config.update(config)
+
+    @app.get("/")
+    def hello() -> str:
+        return "Hello, World!"
+
+    return app
+
+
+def wsgi_caller(app: Flask, path: str = "/") -> Callable[[], object]:
+    """One in-process WSGI call, as a server would make it, without a test client."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": BytesIO(),
+        "wsgi.errors": BytesIO(),
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        assert status.startswith("200"), status
+
+    def call() -> object:
+        body = app.wsgi_app(dict(environ), start_response)
+        return b"".join(body)  # type: ignore[arg-type]
+
+    return call
+
+
+def rows() -> list[Row]:
+    logging.getLogger("flask_resilience").setLevel(logging.WARNING)
+    with_extension = hello_app()
+    Resilience(with_extension)
+    calls = {"bare": wsgi_caller(hello_app()), "core": wsgi_caller(with_extension)}
+    for call in calls.values():
+        call()  # warm up
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS)
+    ratio = seconds["core"] / seconds["bare"]
+    return [
+        Row("hello world, bare Flask", seconds["bare"] * 1e6, "us", "-", True),
+        Row("hello world, flask_resilience core", seconds["core"] * 1e6, "us", "-", True),
+        Row(
+            "core / bare (errors, request ids, log context)", ratio, "x", "<= 1.15x", ratio <= 1.15
+        ),
+    ]

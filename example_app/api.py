@@ -1,0 +1,150 @@
+"""The JSON API under ``/api``: every route needs a user and sees only their organization.
+
+Errors are raised as HTTP exceptions; flask_resilience answers them as
+problem+json documents (RFC 9457), with the same shape on every route.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask import Blueprint, abort, current_app, request, send_from_directory, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+from werkzeug.exceptions import BadGateway
+
+from flask_resilience import ProblemError
+
+from .auth import current_account
+from .documents import (
+    UploadError,
+    get_document,
+    organization_folder,
+    paginate_documents,
+    store_upload,
+)
+from .models import Document
+from .outbound import OutboundError, fetch
+from .stats import organization_stats
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.before_request
+@login_required
+def require_login() -> None:
+    """Every API route needs a user; a per-route decorator is one to forget."""
+
+
+class OutboundFailed(ProblemError, BadGateway):
+    """The outbound service failed; ``url`` and ``upstream_status`` say where and how."""
+
+
+def document_json(document: Document) -> dict[str, Any]:
+    return {
+        **document.to_dict(),
+        "url": url_for("api.document_detail", doc_id=document.id),
+        "download_url": url_for("api.download_document", doc_id=document.id),
+    }
+
+
+def document_page(organization_id: int) -> dict[str, Any]:
+    page = paginate_documents(
+        organization_id,
+        page=request.args.get("page", 1, type=int),
+        per_page=request.args.get("per_page", type=int),
+    )
+
+    def link(number: int | None) -> str | None:
+        if number is None:
+            return None
+        assert request.endpoint is not None
+        view_args = request.view_args or {}
+        return url_for(request.endpoint, **view_args, page=number, per_page=page.per_page)
+
+    return {
+        "items": [document_json(document) for document in page.items],
+        "page": page.page,
+        "per_page": page.per_page,
+        "pages": page.pages,
+        "total": page.total,
+        "next": link(page.next_num),
+        "prev": link(page.prev_num),
+    }
+
+
+def own_document(doc_id: int) -> Document:
+    # Another organization's document is reported missing, not forbidden, so
+    # that probing ids does not reveal which ones exist.
+    document = get_document(current_account().organization_id, doc_id)
+    if document is None:
+        abort(404, description=f"There is no document {doc_id}.")
+    return document
+
+
+@bp.get("/me")
+def me() -> ResponseReturnValue:
+    return current_account().to_dict()
+
+
+@bp.get("/documents")
+def list_documents() -> ResponseReturnValue:
+    return document_page(current_account().organization_id)
+
+
+@bp.post("/documents")
+def upload_document() -> ResponseReturnValue:
+    user = current_account()
+    if not user.can_upload:
+        abort(403, description="Viewers cannot upload documents.")
+    try:
+        document = store_upload(user, request.files.get("file"), request.form.get("title"))
+    except UploadError as error:
+        abort(400, description=str(error))
+    body = document_json(document)
+    return body, 201, {"Location": body["url"]}
+
+
+@bp.get("/documents/<int:doc_id>")
+def document_detail(doc_id: int) -> ResponseReturnValue:
+    return document_json(own_document(doc_id))
+
+
+@bp.get("/documents/<int:doc_id>/download")
+def download_document(doc_id: int) -> ResponseReturnValue:
+    document = own_document(doc_id)
+    # send_from_directory answers 404 itself if the file has gone from the disk.
+    return send_from_directory(
+        organization_folder(document.organization_id),
+        document.stored_name,
+        mimetype=document.content_type,
+        as_attachment=True,
+        download_name=document.original_filename,
+    )
+
+
+@bp.get("/orgs/<int:org_id>/documents")
+def organization_documents(org_id: int) -> ResponseReturnValue:
+    if org_id != current_account().organization_id:
+        abort(403, description="You can only list your own organization's documents.")
+    return document_page(org_id)
+
+
+@bp.get("/stats")
+def stats() -> ResponseReturnValue:
+    return organization_stats(current_account().organization_id)
+
+
+@bp.get("/outbound")
+def outbound() -> ResponseReturnValue:
+    config = current_app.config
+    try:
+        response = fetch(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
+    except OutboundError as error:
+        raise OutboundFailed(
+            f"The outbound service {error}.",
+            url=config["OUTBOUND_URL"],
+            upstream_status=error.upstream_status,
+        ) from error
+    return dataclasses.asdict(response)

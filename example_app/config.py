@@ -1,0 +1,88 @@
+"""Configuration: sensible defaults, a few environment variables, and the test overrides.
+
+The app runs with no configuration at all (SQLite in the instance folder, a secret
+key generated on first start); the environment only points it at real services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config``; ``test_config`` wins over defaults and the environment."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(
+        # Relative SQLite paths are resolved against the instance folder by Flask-SQLAlchemy.
+        SQLALCHEMY_DATABASE_URI=database_url(os.environ.get("DATABASE_URL")),
+        UPLOAD_FOLDER=os.path.join(app.instance_path, "uploads"),
+        # Werkzeug answers 413 before the view reads a larger body.
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        DOCUMENTS_PER_PAGE=20,
+        DOCUMENTS_MAX_PER_PAGE=100,
+        PASSWORD_HASH_METHOD="scrypt",
+        # Port 9 is "discard": nothing answers there, which is what the degradation demo needs.
+        OUTBOUND_URL=os.environ.get("OUTBOUND_URL", "http://127.0.0.1:9/"),
+        OUTBOUND_TIMEOUT=2.0,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SAMESITE="Lax",
+    )
+    if redis_url := os.environ.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = redis_url
+    if secret_key := os.environ.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secret_key
+
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+
+    # Only now: a test that brings its own key must not leave a key file behind.
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
+
+
+def database_url(url: str | None) -> str:
+    """The SQLAlchemy URL for ``DATABASE_URL``, SQLite in the instance folder without it.
+
+    Hosting platforms hand out ``postgres://`` and ``postgresql://`` URLs; SQLAlchemy
+    dropped the first spelling and would pick psycopg2 for the second, so both are
+    rewritten to the psycopg 3 driver this project installs.
+    """
+    if not url:
+        return "sqlite:///example.db"
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme in {"postgres", "postgresql"}:
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def instance_secret_key(instance_path: Path) -> str:
+    """The key kept in the instance folder, created on first use.
+
+    Every gunicorn worker builds its own app; they must agree on one key or a
+    session signed by one worker is rejected by the other. The key is written to
+    a private temporary file and hard-linked into place, which fails if another
+    process got there first; the loser then reads the winner's complete key.
+    """
+    path = instance_path / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+
+    temporary = instance_path / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another worker won: use its key
+            os.link(temporary, path)
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()

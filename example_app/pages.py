@@ -1,0 +1,57 @@
+"""The HTML pages: the organization's document list with an upload form."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+
+from .auth import current_account
+from .documents import UploadError, paginate_documents, store_upload
+from .security import check_csrf
+
+bp = Blueprint("pages", __name__)
+bp.before_request(check_csrf)
+
+_SIZE_UNITS = ("bytes", "KB", "MB", "GB")
+
+
+@bp.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    value = float(size)
+    for unit in _SIZE_UNITS[:-1]:
+        if value < 1024:
+            return f"{size} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} {_SIZE_UNITS[-1]}"
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect(url_for("pages.documents"))
+
+
+@bp.get("/documents")
+@login_required
+def documents() -> ResponseReturnValue:
+    user = current_account()
+    page = paginate_documents(
+        user.organization_id, page=request.args.get("page", 1, type=int), per_page=None
+    )
+    return render_template("documents.html", user=user, page=page)
+
+
+@bp.post("/documents")
+@login_required
+def upload() -> ResponseReturnValue:
+    user = current_account()
+    if not user.can_upload:
+        abort(403, description="Viewers cannot upload documents.")
+    try:
+        document = store_upload(user, request.files.get("file"), request.form.get("title"))
+    except UploadError as error:
+        flash(str(error), "error")
+    else:
+        flash(f"Uploaded “{document.title}”.", "success")
+    # Post/Redirect/Get: reloading the list must not upload the file again.
+    return redirect(url_for("pages.documents"))

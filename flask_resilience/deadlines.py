@@ -1,0 +1,156 @@
+"""Request deadlines, enforced where the time goes: in the database.
+
+Python cannot stop a thread, so a deadline cannot interrupt arbitrary code. What
+holds a worker for minutes is nearly always a slow statement, and databases can
+cancel those: every transaction begun during a request is given the time left
+(PostgreSQL ``SET LOCAL statement_timeout``, MySQL ``max_execution_time``,
+MariaDB ``max_statement_time``). A cancelled statement is answered 504.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flask import Flask, current_app, has_request_context, request
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+from .errors import RequestDeadlineExceeded
+from .log import ENVIRON_STARTED, request_state
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+logger = logging.getLogger("flask_resilience")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A deadline narrowed by query_timeout(); the request's own comes from its start.
+_narrowed: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
+_TIMEOUT_SET = "flask_resilience_timeout_set"
+# The smallest budget any view was given: below it no request can have overrun.
+_shortest_view_budget = math.inf
+
+
+def request_timeout(seconds: float | None) -> Callable[[F], F]:
+    """Give one view its own time budget instead of ``RESILIENCE_REQUEST_TIMEOUT``.
+
+    ::
+
+        @app.post("/api/chat")
+        @request_timeout(90)
+        def chat(): ...
+
+    :param seconds: the budget, counted from the start of the request; ``None``
+        means no deadline for this view.
+    """
+    if seconds is not None and (isinstance(seconds, bool) or seconds <= 0):
+        raise ValueError(f"request_timeout takes seconds > 0 or None, not {seconds!r}.")
+
+    def mark(view: F) -> F:
+        global _shortest_view_budget
+        if seconds is not None:
+            _shortest_view_budget = min(_shortest_view_budget, seconds)
+        view._resilience_timeout = seconds  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+@contextmanager
+def query_timeout(seconds: float) -> Iterator[None]:
+    """Narrow the deadline for the statements of one block.
+
+    ::
+
+        with query_timeout(2):
+            rows = db.session.execute(expensive_report).all()
+
+    It never extends the request's own deadline. Works outside requests too
+    (commands, jobs) for transactions begun inside the block.
+    """
+    previous = _narrowed.get()
+    narrowed = time.perf_counter() + seconds
+    token = _narrowed.set(narrowed if previous is None else min(previous, narrowed))
+    try:
+        yield
+    finally:
+        _narrowed.reset(token)
+
+
+def remaining_time() -> float | None:
+    """Seconds left before the current deadline, or ``None`` when there is none."""
+    deadline = _current_deadline()
+    return None if deadline is None else deadline - time.perf_counter()
+
+
+def _current_deadline() -> float | None:
+    narrowed = _narrowed.get()
+    for_request = _request_deadline() if has_request_context() else None
+    if narrowed is None or for_request is None:
+        return narrowed if for_request is None else for_request
+    return min(narrowed, for_request)
+
+
+def _request_deadline() -> float | None:
+    """The request's start plus its view's budget, or the app's."""
+    state = current_app.extensions.get("resilience")
+    if state is None:
+        return None  # another app of the process, one without the extension
+    view = current_app.view_functions.get(request.endpoint or "")
+    default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
+    budget: float | None = getattr(view, "_resilience_timeout", default)
+    return None if budget is None else request_state().started + budget
+
+
+def init_app(app: Flask, db: SQLAlchemy | None) -> None:
+    # The deadline is worked out when a transaction begins, not in a hook run on
+    # every request: most requests of most apps never need it.
+    app.teardown_request(_note_overrun)
+    if db is not None and not event.contains(db.session, "after_begin", _limit_transaction):
+        event.listen(db.session, "after_begin", _limit_transaction)
+
+
+def _note_overrun(_error: BaseException | None) -> None:
+    """Count and log a request that finished after its deadline."""
+    elapsed = time.perf_counter() - request.environ.get(ENVIRON_STARTED, 0.0)
+    default = current_app.extensions["resilience"].config["RESILIENCE_REQUEST_TIMEOUT"]
+    if elapsed < min(default or math.inf, _shortest_view_budget):
+        return  # the common case, decided without looking up the view
+    deadline = _request_deadline()
+    overrun = 0.0 if deadline is None else time.perf_counter() - deadline
+    if overrun > 0:
+        current_app.extensions["resilience"].count_slow_request()
+        logger.warning(
+            "%s %s finished %.1f s after its deadline", request.method, request.path, overrun
+        )
+
+
+def _limit_transaction(_session: Any, _transaction: Any, connection: Connection) -> None:
+    """Give a transaction that just began the time left, or refuse it if none is."""
+    remaining = remaining_time()
+    dialect = connection.dialect
+    if remaining is None:
+        if connection.info.pop(_TIMEOUT_SET, False):  # MySQL keeps it per connection
+            _set_mysql_timeout(connection, 0)
+        return
+    if remaining <= 0:
+        raise RequestDeadlineExceeded("The request took longer than its time limit.")
+    milliseconds = max(1, int(remaining * 1000))
+    if dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+    elif dialect.name in {"mysql", "mariadb"}:
+        _set_mysql_timeout(connection, milliseconds)
+        connection.info[_TIMEOUT_SET] = True
+
+
+def _set_mysql_timeout(connection: Connection, milliseconds: int) -> None:
+    if getattr(connection.dialect, "is_mariadb", False):
+        connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")
+    else:
+        connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")

@@ -1,0 +1,261 @@
+"""Request ids, request context on every log record, secret scrubbing and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, g, has_request_context, request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("flask_resilience")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SECRET_NAME = re.compile(r"pass|token|secret|key|card|auth|cookie|session|cvv|pin", re.I)
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+SCRUBBED = "[scrubbed]"
+
+# The attributes every log record gets, "-" outside a request.
+CONTEXT_FIELDS = ("request_id", "method", "path", "remote_addr", "user_id")
+
+
+ENVIRON_REQUEST_ID = "flask_resilience.request_id"
+ENVIRON_STARTED = "flask_resilience.started"
+
+
+class RequestIdMiddleware:
+    """Give each request its id and start time, and echo the id in the response.
+
+    A WSGI middleware rather than ``before_request``/``after_request`` hooks: it
+    costs a fraction of one hook, it runs before anything else in the app can
+    fail, and it stamps every response, those of error pages included.
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = environ.get("HTTP_X_REQUEST_ID", "")
+        if not _VALID_REQUEST_ID.fullmatch(request_id):
+            request_id = secrets.token_hex(16)
+        environ[ENVIRON_REQUEST_ID] = request_id
+        environ[ENVIRON_STARTED] = time.perf_counter()
+
+        def start_response_with_id(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if not any(name.lower() == "x-request-id" for name, _ in headers):
+                headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start_response_with_id)
+
+
+@dataclass
+class RequestState:
+    """What the extension tracks for the request being served, kept on ``g``."""
+
+    request_id: str
+    started: float
+    logged: bool = False
+
+
+def request_state() -> RequestState:
+    """The current request's state, made on first use: most requests never need it."""
+    values = vars(g._get_current_object())
+    state: RequestState | None = values.get("_resilience")
+    if state is None:
+        environ = request.environ
+        state = values["_resilience"] = RequestState(
+            request_id=environ.get(ENVIRON_REQUEST_ID) or secrets.token_hex(16),
+            started=environ.get(ENVIRON_STARTED) or time.perf_counter(),
+        )
+    return state
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served, or ``None`` outside a request."""
+    return request_state().request_id if has_request_context() else None
+
+
+def init_app(app: Flask, config: Mapping[str, Any]) -> None:
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    install_record_context()
+    app.logger.addFilter(_skip_already_logged)
+    if config["RESILIENCE_LOG_JSON"]:
+        use_json_logs(app)
+
+
+def request_context() -> dict[str, Any]:
+    """Who asked for what, for a log record: method, path, remote address, user id."""
+    if not has_request_context():
+        return dict.fromkeys(CONTEXT_FIELDS, "-")
+    return {
+        "request_id": request_state().request_id,
+        "method": request.method,
+        "path": request.path,
+        # ProxyFix, when the app uses it, has already put the client's address here.
+        "remote_addr": request.remote_addr or "-",
+        "user_id": _user_id(),
+    }
+
+
+def _user_id() -> str:
+    """The Flask-Login user's id, without loading a user the request did not load."""
+    user = g.get("_login_user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return "-"
+    try:
+        return str(user.get_id())
+    except Exception:  # a broken user object must not break logging
+        return "-"
+
+
+def install_record_context() -> None:
+    """Give every log record the request's context attributes.
+
+    A record factory rather than a filter on one logger: records from the app's own
+    loggers (``logging.getLogger(__name__)``) propagate to the root handlers without
+    passing through the filters of ``app.logger``, and they need the id too.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_resilience", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        for name, value in request_context().items():
+            setattr(record, name, value)
+        return record
+
+    factory._resilience = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _skip_already_logged(record: logging.LogRecord) -> bool:
+    """Drop Flask's own "Exception on ..." record when the extension logged it already."""
+    if record.exc_info and record.exc_info[1] is not None:
+        return not getattr(record.exc_info[1], "_resilience_logged", False)
+    return True
+
+
+def log_error(error: BaseException | None, status: int, *, message: str | None = None) -> None:
+    """Log one failed request, once, with its context.
+
+    5xx answers are errors (with the traceback, when there is one); 4xx answers are
+    the client's mistakes and are logged at INFO.
+    """
+    state = request_state()
+    if state.logged:
+        return
+    state.logged = True
+    if error is not None:
+        error._resilience_logged = True  # type: ignore[attr-defined]
+    elapsed_ms = (time.perf_counter() - state.started) * 1000
+    context = request_context()
+    text = message or (type(error).__name__ if error is not None else "error")
+    level = logging.ERROR if status >= 500 else logging.INFO
+    logger.log(
+        level,
+        "%s %s -> %d in %.1f ms: %s [request_id=%s remote_addr=%s user_id=%s]",
+        context["method"],
+        context["path"],
+        status,
+        elapsed_ms,
+        text,
+        context["request_id"],
+        context["remote_addr"],
+        context["user_id"],
+        exc_info=error if status >= 500 and error is not None else None,
+        extra={
+            "status": status,
+            "duration_ms": round(elapsed_ms, 1),
+            "request": scrubbed_request(),
+        },
+    )
+
+
+def scrubbed_request() -> dict[str, Any]:
+    """Headers, query and parsed fields of the request, secret-looking values scrubbed."""
+    headers = {
+        name: SCRUBBED if name.lower() in _SECRET_HEADERS or _SECRET_NAME.search(name) else value
+        for name, value in request.headers.items()
+    }
+    return {
+        "headers": headers,
+        "args": scrub(dict(request.args.items())),
+        "fields": scrub(_parsed_fields()),
+    }
+
+
+def _parsed_fields() -> Mapping[str, Any]:
+    """The form or JSON fields the app already parsed; the body is never read here.
+
+    Reading it could fail again (the body may be why the request failed) or pull
+    a large upload into a log record.
+    """
+    parsed = vars(request._get_current_object())  # type: ignore[attr-defined]
+    form = parsed.get("form")
+    if form:
+        return dict(form.items())
+    body = getattr(request, "_cached_json", (None, None))[0]
+    return body if isinstance(body, Mapping) else {}
+
+
+def scrub(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``values`` with the value of every secret-looking name replaced."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        if _SECRET_NAME.search(str(name)):
+            clean[name] = SCRUBBED
+        elif isinstance(value, Mapping):
+            clean[name] = scrub(value)
+        else:
+            clean[name] = value if isinstance(value, (int, float, bool)) else str(value)[:200]
+    return clean
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request context, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in (*CONTEXT_FIELDS, "status", "duration_ms", "request"):
+            value = getattr(record, name, None)
+            if value not in (None, "-"):
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def use_json_logs(app: Flask) -> None:
+    """Format the app's and the root logger's handlers as JSON lines.
+
+    Opt-in (``RESILIENCE_LOG_JSON``): it changes handlers the app may share.
+    When there is no handler at all, one writing to standard error is added.
+    """
+    from flask.logging import default_handler
+
+    handlers = [*logging.getLogger().handlers, *app.logger.handlers]
+    if not handlers:
+        handler = logging.StreamHandler()
+        logging.getLogger().addHandler(handler)
+        handlers = [handler]
+    formatter = JsonFormatter()
+    for handler in {*handlers, default_handler}:
+        handler.setFormatter(formatter)

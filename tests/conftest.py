@@ -1,0 +1,230 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.servers import (
+    PostgresServer,
+    RedisServer,
+    create_database,
+    drop_database,
+    flush_redis,
+    normalize_postgres_url,
+    postgres_unavailable_reason,
+    redis_unavailable_reason,
+    skip_or_fail,
+    unique_database_name,
+)
+
+# ===========================================================================
+# Database servers
+#
+# Real PostgreSQL and Redis servers, never mocks.
+#
+# * ``pg`` / ``redis``: a private throwaway server (``PostgresServer`` /
+#   ``RedisServer``) that the test may stop, kill and restart.  It is started
+#   once per session and restarted at the start of each test that uses it if
+#   an earlier test left it down.  ``postgres_server`` / ``redis_server`` are
+#   the underlying session fixtures, without that restart.
+# * ``postgres_url`` / ``redis_url``: a URL for tests that only need a working
+#   server.  It points at RESILIENCE_TEST_POSTGRES_URL /
+#   RESILIENCE_TEST_REDIS_URL when set, otherwise at another throwaway server
+#   (not the one fault tests kill).  Each test gets a fresh PostgreSQL
+#   database, dropped afterwards, and an empty Redis database.
+#
+# When a server cannot be started because its binaries are missing, the tests
+# that need it are skipped with a hint on what to install; under CI (``CI``
+# environment variable set) they fail instead.
+# ===========================================================================
+
+POSTGRES_URL_ENV = "RESILIENCE_TEST_POSTGRES_URL"
+REDIS_URL_ENV = "RESILIENCE_TEST_REDIS_URL"
+
+
+def _server_base_dir() -> Path:
+    # The system temp folder rather than pytest's tmp_path: when the tests run
+    # as root, PostgreSQL runs as the postgres user, which cannot enter
+    # root's private pytest folder.
+    return Path(tempfile.gettempdir())
+
+
+def _start_postgres() -> PostgresServer:
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        skip_or_fail(reason)
+    server = PostgresServer(_server_base_dir())
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
+def _start_redis() -> RedisServer:
+    reason = redis_unavailable_reason()
+    if reason is not None:
+        skip_or_fail(reason)
+    server = RedisServer(_server_base_dir())
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Throwaway PostgreSQL server for the whole session (always private).
+
+    Tests that stop or kill it should use ``pg``, which brings it back up.
+    """
+    server = _start_postgres()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg(postgres_server: PostgresServer) -> PostgresServer:
+    """The throwaway PostgreSQL server, running (restarted if a test killed it).
+
+    Its ``url`` points at the database ``test``, which is shared between tests;
+    use ``pg.create_database()`` for a private one.
+    """
+    if not postgres_server.is_running():
+        postgres_server.restart()
+    return postgres_server
+
+
+@pytest.fixture(scope="session")
+def _postgres_shared() -> Iterator[tuple[str, PostgresServer | None]]:
+    """URL of the server behind ``postgres_url``, and that server if we own it."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield normalize_postgres_url(url), None
+        return
+    server = _start_postgres()
+    try:
+        yield server.url, server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(_postgres_shared: tuple[str, PostgresServer | None]) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database, dropped after the test."""
+    url, server = _postgres_shared
+    if server is not None and not server.is_running():
+        server.restart()
+    name = unique_database_name()
+    database_url = create_database(url, name)
+    try:
+        yield database_url
+    finally:
+        drop_database(url, name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Throwaway Redis server for the whole session (always private).
+
+    Tests that stop or kill it should use ``redis``, which brings it back up.
+    """
+    server = _start_redis()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(name="redis")
+def redis_fixture(redis_server: RedisServer) -> RedisServer:
+    """The throwaway Redis server, running (restarted if needed) and empty."""
+    if not redis_server.is_running():
+        redis_server.restart()
+    flush_redis(redis_server.url)
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def _redis_shared() -> Iterator[tuple[str, RedisServer | None]]:
+    """URL of the server behind ``redis_url``, and that server if we own it."""
+    url = os.environ.get(REDIS_URL_ENV)
+    if url:
+        yield url, None
+        return
+    server = _start_redis()
+    try:
+        yield server.url, server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(_redis_shared: tuple[str, RedisServer | None]) -> str:
+    """URL of a Redis database that is empty at the start of the test.
+
+    Only the URL's own database is flushed (FLUSHDB), so pointing
+    RESILIENCE_TEST_REDIS_URL at a spare database of a shared server is safe.
+    """
+    url, server = _redis_shared
+    if server is not None and not server.is_running():
+        server.restart()
+    flush_redis(url, all_databases=False)
+    return url
+
+
+# ===========================================================================
+# End of database servers
+# ===========================================================================
+
+
+# ===========================================================================
+# Applications
+# ===========================================================================
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build a Flask app with its instance folder in ``tmp_path``.
+
+    ``PROPAGATE_EXCEPTIONS`` is off, as in production, so an unhandled exception
+    is answered by the app instead of raised into the test. The database engines
+    of every app made are disposed of at the end of the test.
+    """
+    apps: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        app = Flask("testapp", instance_path=str(tmp_path / "instance"))
+        app.config.update(
+            SECRET_KEY="a-test-secret-key-long-enough-to-pass-checks",
+            PROPAGATE_EXCEPTIONS=False,
+        )
+        app.config.update(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        dispose_engines(app)
+
+
+def dispose_engines(app: Flask) -> None:
+    db = app.extensions.get("sqlalchemy")
+    if db is None:
+        return
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()

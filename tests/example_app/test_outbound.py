@@ -1,0 +1,112 @@
+"""The outbound call against a real local HTTP server: success and each kind of failure."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from .helpers import basic_auth
+
+ALICE = basic_auth("alice@acme.test")
+GREETING = "héllo from upstream " * 20
+
+
+class UpstreamServer(ThreadingHTTPServer):
+    release = threading.Event()
+
+
+class Upstream(BaseHTTPRequestHandler):
+    server: UpstreamServer
+
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            self.server.release.wait(timeout=10)
+        status = 503 if self.path == "/down" else 200
+        body = GREETING.encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting, which is the point of /slow
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    server = UpstreamServer(("127.0.0.1", 0), Upstream)
+    server.release = threading.Event()
+    # A short poll interval lets shutdown() return quickly at teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_outbound_success(app: Flask, client: FlaskClient, upstream: str) -> None:
+    app.config["OUTBOUND_URL"] = f"{upstream}/ok"
+
+    response = client.get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 200
+    body = response.json
+    assert body["url"] == f"{upstream}/ok"
+    assert body["status"] == 200
+    assert body["content_type"] == "text/plain"
+    assert GREETING.startswith(body["excerpt"].rstrip("\ufffd"))
+    assert len(body["excerpt"].encode()) <= 200 + 2  # a cut multi-byte character may widen
+    assert body["elapsed_ms"] >= 0
+
+
+def test_outbound_error_status_is_a_bad_gateway(
+    app: Flask, client: FlaskClient, upstream: str
+) -> None:
+    app.config["OUTBOUND_URL"] = f"{upstream}/down"
+
+    response = client.get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 502
+    assert response.content_type == "application/problem+json"
+    assert response.json["upstream_status"] == 503
+    assert response.json["detail"] == "The outbound service answered 503 Service Unavailable."
+
+
+def test_outbound_unreachable(app: Flask, client: FlaskClient, closed_port: int) -> None:
+    app.config["OUTBOUND_URL"] = f"http://127.0.0.1:{closed_port}/"
+
+    response = client.get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 502
+    assert response.json["upstream_status"] is None
+    assert response.json["detail"].startswith("The outbound service is unreachable:")
+
+
+def test_outbound_timeout(app: Flask, client: FlaskClient, upstream: str) -> None:
+    app.config.update(OUTBOUND_URL=f"{upstream}/slow", OUTBOUND_TIMEOUT=0.2)
+
+    response = client.get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 502
+    assert response.json["detail"] == "The outbound service did not answer within 0.2 s."

@@ -1,0 +1,171 @@
+"""Request ids, context on every log record, secret scrubbing, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask, current_app, request
+from flask_login import LoginManager, UserMixin, login_user
+
+from flask_resilience import JsonFormatter, Resilience, current_request_id
+
+
+class User(UserMixin):
+    def __init__(self, user_id: str) -> None:
+        self.id = user_id
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    app = make_app()
+    own_logger = logging.getLogger("testapp.views")
+
+    @app.get("/hello")
+    def hello() -> dict[str, str | None]:
+        current_app.logger.warning("from app.logger")
+        own_logger.warning("from a module logger")
+        return {"request_id": current_request_id()}
+
+    @app.post("/api/login-fails")
+    def login_fails() -> str:
+        request.get_json()
+        raise RuntimeError("after reading the body")
+
+    Resilience(app)
+    return app
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO):
+        yield caplog
+
+
+def test_a_valid_incoming_request_id_is_kept(app: Flask) -> None:
+    response = app.test_client().get("/hello", headers={"X-Request-ID": "edge-42.a:b"})
+    assert response.headers["X-Request-ID"] == "edge-42.a:b"
+    assert response.get_json() == {"request_id": "edge-42.a:b"}
+
+
+@pytest.mark.parametrize(
+    "incoming", ["", "x" * 129, "has space", "new\nline", "<script>", "ünïcode"]
+)
+def test_an_invalid_incoming_request_id_is_replaced(app: Flask, incoming: str) -> None:
+    # Through the WSGI environ: a client library would refuse to send some of these.
+    response = app.test_client().get("/hello", environ_base={"HTTP_X_REQUEST_ID": incoming})
+    generated = response.headers["X-Request-ID"]
+    assert generated != incoming
+    assert len(generated) == 32
+    assert response.get_json() == {"request_id": generated}
+
+
+def test_every_request_gets_a_different_id(app: Flask) -> None:
+    client = app.test_client()
+    ids = {client.get("/hello").headers["X-Request-ID"] for _ in range(20)}
+    assert len(ids) == 20
+
+
+def test_every_log_record_of_the_request_carries_its_context(
+    app: Flask, logs: pytest.LogCaptureFixture
+) -> None:
+    response = app.test_client().get("/hello", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    request_id = response.headers["X-Request-ID"]
+    mine = [r for r in logs.records if r.getMessage().startswith("from ")]
+    assert {r.name for r in mine} == {"testapp", "testapp.views"}
+    for record in mine:
+        assert record.request_id == request_id  # type: ignore[attr-defined]
+        assert record.path == "/hello"  # type: ignore[attr-defined]
+        assert record.method == "GET"  # type: ignore[attr-defined]
+        assert record.remote_addr == "203.0.113.9"  # type: ignore[attr-defined]
+
+
+def test_records_outside_requests_have_placeholders(app: Flask) -> None:
+    record = logging.getLogger("elsewhere").makeRecord(
+        "elsewhere", logging.INFO, __file__, 1, "outside", (), None
+    )
+    assert record.request_id == "-"  # type: ignore[attr-defined]
+
+
+def test_the_error_log_line_names_the_request(app: Flask, logs: pytest.LogCaptureFixture) -> None:
+    response = app.test_client().get("/missing")
+    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    message = line.getMessage()
+    assert "GET /missing -> 404" in message
+    assert f"request_id={response.headers['X-Request-ID']}" in message
+    assert line.levelno == logging.INFO
+    assert line.status == 404  # type: ignore[attr-defined]
+
+
+def test_secrets_are_scrubbed_from_the_error_record(
+    app: Flask, logs: pytest.LogCaptureFixture
+) -> None:
+    app.test_client().post(
+        "/api/login-fails?api_key=QUERYSECRET&page=2",
+        json={"email": "a@b.test", "password": "BODYSECRET", "card_number": "4111111111111111"},
+        headers={"Authorization": "Bearer HEADERSECRET", "Cookie": "session=COOKIESECRET"},
+    )
+    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    logged = json.dumps(line.request)  # type: ignore[attr-defined]
+    for secret in ("QUERYSECRET", "BODYSECRET", "4111111111111111", "HEADERSECRET", "COOKIESECRET"):
+        assert secret not in logged
+    assert line.request["fields"]["email"] == "a@b.test"  # type: ignore[attr-defined]
+    assert line.request["args"]["page"] == "2"  # type: ignore[attr-defined]
+
+
+def test_the_user_id_is_logged_when_flask_login_has_a_user(
+    make_app: Callable[..., Flask], logs: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    login_manager = LoginManager(app)
+    login_manager.user_loader(User)
+
+    @app.get("/me")
+    def me() -> str:
+        login_user(User("user-7"))
+        raise RuntimeError("fails for a known user")
+
+    Resilience(app)
+    app.test_client().get("/me")
+    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    assert "user_id=user-7" in line.getMessage()
+    assert line.user_id == "user-7"  # type: ignore[attr-defined]
+
+
+def test_json_formatter_writes_one_object_per_line(
+    app: Flask, logs: pytest.LogCaptureFixture
+) -> None:
+    response = app.test_client().get("/missing")
+    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    text = JsonFormatter().format(line)
+    assert "\n" not in text
+    entry = json.loads(text)
+    assert entry["request_id"] == response.headers["X-Request-ID"]
+    assert entry["status"] == 404
+    assert entry["level"] == "INFO"
+
+
+def test_log_json_setting_formats_the_handlers(make_app: Callable[..., Flask]) -> None:
+    root = logging.getLogger()
+    saved = [(handler, handler.formatter) for handler in root.handlers]
+    try:
+        Resilience(make_app(RESILIENCE_LOG_JSON=True))
+        assert root.handlers
+        assert all(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
+    finally:
+        for handler, formatter in saved:
+            handler.setFormatter(formatter)
+
+
+def test_a_request_id_set_by_the_view_is_not_doubled(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    @app.get("/own")
+    def own() -> tuple[str, int, dict[str, str]]:
+        return "", 204, {"X-Request-ID": "chosen-by-the-view"}
+
+    Resilience(app)
+    response = app.test_client().get("/own")
+    assert response.headers.getlist("X-Request-ID") == ["chosen-by-the-view"]
