@@ -11,7 +11,7 @@ import psutil
 from bench.table import Row, render
 
 # Each module has rows() -> list[Row]; the table keeps this order.
-MODULES = ("bench.core",)
+MODULES = ("bench.core", "bench.health")
 
 
 def main() -> int:

@@ -68,6 +68,19 @@ def test_live_answers_without_any_check(app: Flask, client: FlaskClient) -> None
     assert client.get("/health/live").status_code == 200
 
 
+def test_live_is_answered_before_flask(app: Flask, client: FlaskClient) -> None:
+    hooks = []
+    app.before_request(lambda: hooks.append(1))
+    response = client.head("/health/live")
+    assert (response.status_code, response.data) == (200, b"")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert client.get("/health/live").mimetype == "application/health+json"
+    assert hooks == []  # no other part's hook can fail the liveness probe
+    with app.test_request_context("/health/live"):
+        fallback = app.view_functions["resilience_health.live"]()
+    assert json.loads(fallback.data) == {"status": "pass"}
+
+
 def test_overall_answer_follows_the_ietf_draft(app: Flask, client: FlaskClient) -> None:
     @resilience(app).health_check("queue:depth")
     def queue() -> HealthResult:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flask_resilience.health.metrics import _breaker_states, mark_process_dead
+from flask_resilience.health.builtin import level_status, redis_checks, redis_urls
+from flask_resilience.health.metrics import Metrics, _breaker_states, mark_process_dead
 from flask_resilience.health.stats import RequestStats
 from tests.health_apps import TOKEN, create_app
 from tests.health_helpers import stop_monitors
@@ -107,3 +110,36 @@ def test_request_statistics_over_windows() -> None:
     empty = stats.window(60)
     assert (empty["requests"], empty["latency_p95"], empty["error_rate"]) == (0, None, 0.0)
     assert stats.snapshot()["total"] == 101
+
+
+def test_multiprocess_mode_reads_the_shared_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values themselves go to files only when the variable is set before
+    prometheus_client is imported (see test_health_gunicorn.py); here the
+    exposition path and the dead-worker cleanup run against the folder."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = Metrics()
+    assert metrics.multiprocess
+    metrics.record_request("hello", "GET", 200, 0.01)
+    assert b"resilience_http_requests_total" not in metrics.exposition()  # not in the files
+    mark_process_dead(os.getpid())
+
+
+def test_level_status_and_redis_urls() -> None:
+    assert [level_status(v, 80, 0.1) for v in (10, 72, 80, 99)] == [
+        "pass",
+        "warn",
+        "fail",
+        "fail",
+    ]
+    config = {
+        "RATELIMIT_STORAGE_URI": "redis://a:6379/0",
+        "RESILIENCE_MONITOR_REDIS_URL": "redis://a:6379/0",
+    }
+    assert redis_urls(config) == {"ratelimit": "redis://a:6379/0"}
+    config["RESILIENCE_MONITOR_REDIS_URL"] = "redis://b:6379/0"
+    assert set(redis_urls(config)) == {"ratelimit", "monitor"}
+    assert redis_urls({"RATELIMIT_STORAGE_URI": "memory://"}) == {}
+    names = [check.name for check in redis_checks(config, 1.0)]
+    assert names == ["redis.ratelimit:responseTime", "redis.monitor:responseTime"]

@@ -197,6 +197,20 @@ def test_stop_joins_in_time_and_start_stop_start_works(tmp_path: Path) -> None:
     target.stop()  # stopping a stopped monitor is harmless
 
 
+def test_a_forked_worker_starts_its_own_monitor_afresh(tmp_path: Path) -> None:
+    target, _ = monitor(tmp_path, interval=0.5)
+    target.observe(Sample(time=1, cpu_usage=99))
+    target._owner_pid = -1  # as seen by a child forked after the parent had started it
+    target.ensure_started()
+    try:
+        assert target.running
+        assert (len(target.history), len(target.alerts), target.level) == (0, 0, "healthy")
+        target.ensure_started()  # once per process
+        assert monitor_threads() >= 1
+    finally:
+        target.stop()
+
+
 def test_history_is_a_ring_buffer(tmp_path: Path) -> None:
     target, _ = monitor(tmp_path, history=5)
     for second in range(12):

@@ -75,7 +75,7 @@ def init_app(app: Flask, state: _State) -> None:
     state.rate_limit_exempt.update(f"{BLUEPRINT}.{name}" for name in ("overall", "live", "ready"))
     if config["RESILIENCE_TRACEMALLOC"] and not tracemalloc.is_tracing():
         tracemalloc.start()
-    _add_request_hooks(app, health)
+    _add_request_hooks(app, health, prefix)
 
 
 def _build(app: Flask, state: _State) -> HealthState:
@@ -142,25 +142,39 @@ def _announce(app: Flask, state: _State, alert: Alert) -> None:
 
 
 _STARTED = "flask_resilience.health.started"
+_READ = ("GET", "HEAD")
+LIVE_BODY = b'{"status": "pass"}'
+_LIVE_HEADERS = (
+    ("Content-Type", "application/health+json"),
+    ("Content-Length", str(len(LIVE_BODY))),
+    ("Cache-Control", "no-store"),
+)
 
 
-def _add_request_hooks(app: Flask, health: HealthState) -> None:
+def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> None:
     """Time every request and start the monitor with a process's first request.
 
     This runs on every request, so it stays small: the start time goes into the
     WSGI environ from a wrapper (a dict write, no context lookup), and the one
-    after-request hook resolves the request proxy once.
+    after-request hook resolves the request proxy once. The wrapper answers
+    liveness itself, before Flask: it is polled often and must not depend on
+    anything a later part adds to the request.
     """
     stats, metrics, monitor = health.stats, health.metrics, health.monitor
     wsgi_app = app.wsgi_app
     pid = [0]  # no process has served a request yet
+    live_path = live_prefix + "/live"
 
     def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
-        environ[_STARTED] = time.perf_counter()
         if pid[0] != os.getpid():  # the first request of this process (a forked worker)
             pid[0] = os.getpid()
             health.reset_after_fork()
             monitor.ensure_started()
+        if environ.get("PATH_INFO") == live_path and environ.get("REQUEST_METHOD") in _READ:
+            # Liveness says the process serves: nothing else runs, no hook, no I/O.
+            start_response("200 OK", list(_LIVE_HEADERS))
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [LIVE_BODY]
+        environ[_STARTED] = time.perf_counter()
         return wsgi_app(environ, start_response)
 
     def record(response: Response) -> Response:
