@@ -370,3 +370,21 @@ def test_redis_down_keeps_the_last_switch_state(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, "flask_resilience"):
         assert switch.read() is True
     assert "Redis failed" in caplog.text
+
+
+def test_requests_never_move_the_monitors_cpu_baseline(tmp_path: Path) -> None:
+    app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_INTERVAL=0.1)
+    client = app.test_client()
+    client.get("/")
+    health = app.extensions["resilience"].health
+    assert wait_until(lambda: bool(health.last_sample), 5)
+    health.monitor.stop()
+    baseline = health.cpu._last_system
+    data = json.loads(client.get("/health/detailed", headers=AUTH).data)
+    client.get("/health/metrics", headers=AUTH)
+    assert health.cpu._last_system == baseline
+    assert data["system"]["cpu_percent"] == health.last_sample[0].cpu_usage
+    health.last_sample[0] = Sample(time=0.0)  # stale: requests read their own meter
+    data = json.loads(client.get("/health/detailed", headers=AUTH).data)
+    assert isinstance(data["system"]["cpu_percent"], float)
+    assert health.cpu._last_system == baseline

@@ -51,7 +51,8 @@ class HealthState:
     stats: RequestStats
     monitor: Monitor
     metrics: Metrics
-    cpu: CpuMeter
+    cpu: CpuMeter  # the monitor's: nothing else reads it, so its baseline is its own
+    request_cpu: CpuMeter  # for requests when the monitor has no recent sample
     process: psutil.Process
     disk_path: str
     last_sample: list[Sample] = field(default_factory=list)
@@ -60,6 +61,17 @@ class HealthState:
         """A worker forked from a parent that had already measured starts afresh."""
         self.process = current_process()
         self.cpu = CpuMeter()
+        self.request_cpu = CpuMeter()
+        self.last_sample.clear()
+
+    def cpu_now(self) -> tuple[float | None, float | None]:
+        """(host CPU %, process CPU %): the monitor's latest reading while it is
+        fresh, else from a meter of the requests' own, never moving the monitor's."""
+        monitor = self.monitor
+        if self.last_sample and time.time() - self.last_sample[0].time < 2 * monitor.interval:
+            sample = self.last_sample[0]
+            return sample.cpu_usage, sample.process_cpu
+        return self.request_cpu.read()
 
 
 def init_app(app: Flask, state: _State) -> None:
@@ -103,6 +115,7 @@ def _build(app: Flask, state: _State) -> HealthState:
         monitor=None,  # type: ignore[arg-type]  # set below: it samples through health
         metrics=Metrics(),
         cpu=cpu,
+        request_cpu=CpuMeter(),
         process=current_process(),
         disk_path=app.instance_path,
     )

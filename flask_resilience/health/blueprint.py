@@ -167,7 +167,7 @@ def detailed() -> Response:
     status = _overall(outcomes)
     monitor = health.monitor
     history = request.args.get("history", type=int)
-    cpu, process_cpu = health.cpu.read()
+    cpu, process_cpu = health.cpu_now()
     process = process_metrics(health.process)
     process["cpu_percent"] = process_cpu
     body: dict[str, Any] = {
@@ -213,7 +213,7 @@ def metrics() -> Response:
     state = _state()
     health = state.health
     process = process_metrics(health.process)
-    cpu, _ = health.cpu.read()
+    cpu, _ = health.cpu_now()
     health.metrics.update(
         system={
             "cpu": cpu,
