@@ -99,7 +99,7 @@ class FileSwitch:
 
     def write(self, enabled: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         temporary.write_text(json.dumps({"enabled": enabled, "changed": time.time()}))
         os.replace(temporary, self.path)  # atomic: a reader sees the old or the new file
 
