@@ -18,10 +18,21 @@ import psutil
 from blinker import Namespace
 from flask import Flask, Response, request
 
+from ..database import pool_status
 from . import builtin
 from .checks import CheckRunner, HealthCheck, HealthResult, Outcome
 from .metrics import Metrics
-from .monitor import Alert, FileSwitch, Monitor, RedisSwitch, Sample, Switch, Thresholds
+from .monitor import (
+    Alert,
+    FileSwitch,
+    Monitor,
+    RedisSwitch,
+    Sample,
+    Switch,
+    Thresholds,
+    call_safely,
+    logger,
+)
 from .stats import RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
 
@@ -143,14 +154,10 @@ def _switch(app: Flask, config: Any) -> Switch:
 
 
 def _announce(app: Flask, state: _State, alert: Alert) -> None:
-    from .monitor import call_safely
-
     call_safely(list(state.extension._alert_callbacks), alert)
     try:
         alert_raised.send(app, alert=alert)
     except Exception:
-        from .monitor import logger
-
         logger.exception("A receiver of the alert signal raised")
 
 
@@ -220,8 +227,6 @@ def pools(state: _State) -> dict[str, dict[str, Any]]:
     """Pool status of each engine without its URL (``default`` for the default bind)."""
     if state.db is None:
         return {}
-    from ..database import pool_status
-
     result = {}
     for bind, status in pool_status(state.db, state.pool_options).items():
         status = dict(status)
@@ -269,8 +274,6 @@ def provided(state: _State, name: str) -> Any:
     try:
         return provider()
     except Exception:
-        from .monitor import logger
-
         logger.warning("The %r detail provider raised", name, exc_info=True)
         return {"error": "unavailable"}
 
