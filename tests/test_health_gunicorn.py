@@ -40,6 +40,8 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[str]:
+    """Two workers forked from a master that imported the app first (``--preload``):
+    each worker starts its own monitor with its first request."""
     executable = Path(sys.executable).with_name("gunicorn")
     if not executable.exists():
         skip_or_fail("gunicorn is missing: pip install -e '.[example]'")
@@ -63,6 +65,7 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
         str(ROOT),
         "--graceful-timeout",
         "2",
+        "--preload",
         "tests.health_apps:create_app()",
     ]
     process = subprocess.Popen(
