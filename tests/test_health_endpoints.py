@@ -350,6 +350,7 @@ def test_a_permission_opens_the_protected_endpoints(app: Flask, client: FlaskCli
     assert client.get("/health/metrics").status_code == 403
 
 
+@pytest.mark.config(RESILIENCE_HEALTH_VERSION="2.4.1")
 def test_detailed_shows_everything(app: Flask, client: FlaskClient) -> None:
     state = app.extensions["resilience"]
     state.detail_providers["circuit_breakers"] = lambda: {"payments": {"state": "open"}}
@@ -358,6 +359,8 @@ def test_detailed_shows_everything(app: Flask, client: FlaskClient) -> None:
     client.get("/fail")
     data = body(client.get("/health/detailed", headers=AUTH))
     assert 0 <= data["score"] <= 100
+    assert data["version"] == "2.4.1"
+    assert data["draining"] is False
     assert set(data["system"]) == {"cpu_percent", "memory", "disk"}
     assert data["system"]["memory"]["source"] in ("cgroup", "host")
     assert {"pid", "rss_bytes", "threads", "open_files", "uptime_seconds"} <= set(data["process"])
@@ -555,3 +558,17 @@ def test_no_secret_in_any_health_body(db_app: Flask) -> None:
     assert pool["pool"] == "QueuePool"
     assert pool["limits"]["pool_size"] == 10
     assert "url" not in pool
+
+
+def test_health_score() -> None:
+    from flask_resilience.health.blueprint import _score
+    from flask_resilience.health.checks import Outcome
+
+    def outcome(status: str, critical: bool = False) -> Outcome:
+        return Outcome("x", status, critical, 0.0, "t")
+
+    assert _score({}, "healthy") == 100
+    assert _score({"a": outcome("fail", critical=True)}, "healthy") == 60
+    assert _score({"a": outcome("fail"), "b": outcome("warn")}, "warning") == 70
+    many = {str(n): outcome("fail", critical=True) for n in range(4)}
+    assert _score(many, "critical") == 0
