@@ -34,15 +34,16 @@ def compare(
     """Median seconds per call of each of ``calls``, their rounds interleaved.
 
     Interleaving makes a burst of load on the machine hit every contender alike,
-    so ratios between them hold even when absolute figures drift.
+    and CPU time of this thread, not wall time, leaves out the time other
+    processes held the core: ratios hold even on a busy machine.
     """
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, work in calls.items():
-            start = time.perf_counter()
+            start = time.thread_time()
             for _ in range(repeat):
                 work()
-            samples[name].append((time.perf_counter() - start) / repeat)
+            samples[name].append((time.thread_time() - start) / repeat)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from werkzeug.exceptions import BadGateway
 
-from flask_resilience import ProblemError
+from flask_resilience import ProblemError, request_timeout
 
 from .auth import current_account
 from .documents import (
@@ -25,7 +25,7 @@ from .documents import (
     store_upload,
 )
 from .models import Document
-from .outbound import OutboundError, fetch
+from .outbound import OutboundError, fetch_guarded
 from .stats import organization_stats
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -132,6 +132,7 @@ def organization_documents(org_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/stats")
+@request_timeout(10)  # aggregates: a statement still running after 10 s is cancelled (504)
 def stats() -> ResponseReturnValue:
     return organization_stats(current_account().organization_id)
 
@@ -140,7 +141,7 @@ def stats() -> ResponseReturnValue:
 def outbound() -> ResponseReturnValue:
     config = current_app.config
     try:
-        response = fetch(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
+        response = fetch_guarded(config["OUTBOUND_URL"], timeout=config["OUTBOUND_TIMEOUT"])
     except OutboundError as error:
         raise OutboundFailed(
             f"The outbound service {error}.",

@@ -100,11 +100,12 @@ def seed_documents(organization: Organization, owners: list[User], count: int) -
 
     rng = random.Random(f"documents:{organization.slug}")
     now = datetime.now(timezone.utc)
-    # From the start of the first day the statistics window shows, up to now.
+    # From the start of the first day the statistics window shows, up to an hour
+    # ago: the last hour is kept for the newest rows, those with files.
     start = datetime.combine(
         now.date() - timedelta(days=SPREAD_DAYS - 1), time.min, tzinfo=timezone.utc
     )
-    window_seconds = int((now - start).total_seconds())
+    window_seconds = int((now - timedelta(hours=1) - start).total_seconds())
     folder = organization_folder(organization.id)
     folder.mkdir(parents=True, exist_ok=True)
 

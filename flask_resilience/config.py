@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import difflib
 import math
-import warnings
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
-from .errors import ConfigurationError, ResilienceWarning
+from .errors import ConfigurationError, warn
 
 Check = Callable[[str, Any], Any]
 """Takes the key and the configured value; returns the value to use or raises."""
@@ -66,6 +67,15 @@ def check_choice(*choices: str) -> Check:
         raise wrong_value(key, value, "one of " + ", ".join(repr(c) for c in choices))
 
     return check
+
+
+def check_storage_uri(key: str, value: Any) -> str | None:
+    """A Redis URI (``redis://``, ``rediss://`` or ``unix://``), or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
+        return value
+    raise wrong_value(key, value, "None or a URI starting with redis://, rediss:// or unix://")
 
 
 def check_str_list(key: str, value: Any) -> tuple[str, ...]:
@@ -133,6 +143,41 @@ def check_path(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.startswith("/")):
         return value
     raise wrong_value(key, value, "None or a URL path starting with '/'")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a whole number or a size such as ``"10MB"`` or ``"1.5 GiB"``.
+
+    Units are binary whatever their spelling: ``"1KB"`` and ``"1KiB"`` are 1024 bytes.
+
+    :raises ValueError: not a size, or negative.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()])
+    raise ValueError(f"{value!r} is not a size; give bytes or a size such as '10MB'.")
+
+
+def check_size(key: str, value: Any) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise wrong_value(key, value, "a number of bytes or a size such as '10MB'") from None
+
+
+def check_optional_path(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        return str(os.fspath(value))
+    raise wrong_value(key, value, "a directory path or None")
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -219,7 +264,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "RESILIENCE_ALERT_THRESHOLDS",
-        {},
+        dict(ALERT_THRESHOLD_DEFAULTS),
         check_alert_thresholds,
         "Alert thresholds merged over the defaults (cpu_usage, memory_usage, disk_usage,"
         " response_time, error_rate, db_connections).",
@@ -256,7 +301,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
     ),
     Setting(
-        "RESILIENCE_RETRY_AFTER",
+        "RESILIENCE_DATABASE_RETRY_AFTER",
         5,
         check_number(minimum=0, integer=True),
         "Retry-After seconds sent with 503 answers when the database is unavailable.",
@@ -266,6 +311,67 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_STORAGE_URI",
+        None,
+        check_storage_uri,
+        "Redis that keeps circuit breaker state for every worker; None keeps it per process.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_FAIL_MAX",
+        5,
+        check_number(minimum=1, integer=True),
+        "Consecutive failures that open a circuit breaker.",
+    ),
+    Setting(
+        "RESILIENCE_CIRCUIT_RESET_TIMEOUT",
+        60,
+        check_number(),
+        "Seconds an open circuit breaker waits before letting trial calls through.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_MAX_RETRIES",
+        3,
+        check_number(integer=True),
+        "Retries after the first attempt for retry_on_failure.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_DELAY",
+        1.0,
+        check_number(),
+        "Seconds before the first retry; each later wait is backoff times longer.",
+    ),
+    Setting(
+        "RESILIENCE_RETRY_MAX_DELAY",
+        30.0,
+        check_number(),
+        "Upper bound, in seconds, of any one wait between retries.",
+    ),
+    Setting(
+        "RESILIENCE_BULKHEAD_MAX_CONCURRENT",
+        10,
+        check_number(minimum=1, integer=True),
+        "Concurrent calls a bulkhead lets through per process.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_MAX_SIZE",
+        10 * 1024 * 1024,
+        check_size,
+        "Largest upload a policy without max_size accepts: bytes or a size such as '10MB'.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_CATEGORIES",
+        ("images", "documents"),
+        check_str_list,
+        "Upload categories a policy that names neither categories nor extensions accepts.",
+    ),
+    Setting(
+        "RESILIENCE_UPLOAD_FOLDER",
+        None,
+        check_optional_path,
+        "Directory save_upload and send_upload use when given none; relative to the"
+        " instance folder.",
     ),
 )
 
@@ -277,6 +383,7 @@ FLASK_LIMITS: Mapping[str, int] = {
 }
 
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
+_DEFAULTS = MappingProxyType({setting.name: setting.default for setting in SETTINGS})
 
 
 def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -297,16 +404,25 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
     return MappingProxyType(values)
 
 
+def configured(key: str) -> Any:
+    """The current app's checked value of ``key``, or its default outside an app.
+
+    Decorators call this when they run, so that they work in plain service code
+    as well as in a request of an app that ``Resilience`` was set up on.
+    """
+    if has_app_context():
+        state = current_app.extensions.get("resilience")
+        if state is not None:
+            return state.config[key]
+    return _DEFAULTS[key]
+
+
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     for key in config:
         if key.startswith("RESILIENCE_") and key not in SETTING_NAMES:
             close = difflib.get_close_matches(key, SETTING_NAMES, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
-            warnings.warn(
-                f"Unknown configuration key {key}; flask_resilience ignores it.{hint}",
-                ResilienceWarning,
-                stacklevel=4,
-            )
+            warn(f"Unknown configuration key {key}; flask_resilience ignores it.{hint}")
 
 
 def _apply_flask_limits(config: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +24,7 @@ from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
     RequestDeadlineExceeded,
-    ResilienceWarning,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -105,17 +104,15 @@ def _harden(
     for name in dropped:
         del options[name]
     if dropped:
-        warnings.warn(
-            f"{where}: {', '.join(dropped)} dropped because {pool_class.__name__}"
-            " does not take it.",
-            ResilienceWarning,
-            stacklevel=5,
+        warn(
+            f"{where}: {', '.join(dropped)} dropped because {pool_class.__name__} does not take it."
         )
     if issubclass(pool_class, QueuePool):
         for name, default in POOL_DEFAULTS.items():
             if name not in constructor:
                 options.setdefault(name, default)
-    return {name: options[name] for name in POOL_DEFAULTS if name in options}
+    in_force = {**constructor, **options}
+    return {name: in_force[name] for name in POOL_DEFAULTS if name in in_force}
 
 
 def _check_pool_options(where: str, options: Mapping[str, Any]) -> None:
@@ -147,9 +144,6 @@ def _check_pool_options(where: str, options: Mapping[str, Any]) -> None:
 
 def _pool_class(options: Mapping[str, Any], url: Any) -> type[Pool]:
     """The pool class the engine will get, by the same rules as Flask-SQLAlchemy."""
-    if "poolclass" in options:
-        pool_class: type[Pool] = options["poolclass"]
-        return pool_class
     if url is None:
         raise ConfigurationError(
             "An engine in SQLALCHEMY_BINDS has no 'url'; give each bind a database URL."
@@ -160,7 +154,10 @@ def _pool_class(options: Mapping[str, Any], url: Any) -> type[Pool]:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
         raise ConfigurationError(f"Cannot read the database URL: {error}") from error
     if parsed.get_backend_name() == "sqlite" and parsed.database in {None, "", ":memory:"}:
-        return StaticPool
+        return StaticPool  # Flask-SQLAlchemy's choice, whatever poolclass says
+    if "poolclass" in options:
+        pool_class: type[Pool] = options["poolclass"]
+        return pool_class
     return cast("type[DefaultDialect]", dialect).get_pool_class(parsed)
 
 
@@ -209,11 +206,9 @@ def _drop_repeats(items: list[Any]) -> None:
 def _warn_legacy_keys(config: Mapping[str, Any]) -> None:
     for key, option in _LEGACY_KEYS.items():
         if key in config:
-            warnings.warn(
+            warn(
                 f"{key} was removed in Flask-SQLAlchemy 3.0 and has no effect; set"
-                f" SQLALCHEMY_ENGINE_OPTIONS = {{{option!r}: {config[key]!r}}} instead.",
-                ResilienceWarning,
-                stacklevel=5,
+                f" SQLALCHEMY_ENGINE_OPTIONS = {{{option!r}: {config[key]!r}}} instead."
             )
 
 
@@ -289,7 +284,9 @@ def classify_database_error(
     unavailable (503, retry later); a statement cancelled by the request deadline
     is a 504. Anything else (an integrity error, bad SQL) stays a 500: a bug.
     """
-    retry_after = str(current_app.extensions["resilience"].config["RESILIENCE_RETRY_AFTER"])
+    retry_after = str(
+        current_app.extensions["resilience"].config["RESILIENCE_DATABASE_RETRY_AFTER"]
+    )
     if isinstance(error, sa.exc.TimeoutError):
         return DatabaseUnavailable(
             "No database connection came free in time. Try again shortly.",

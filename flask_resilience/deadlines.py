@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from werkzeug.exceptions import HTTPException
 
 from .errors import RequestDeadlineExceeded
-from .log import ENVIRON_STARTED, request_state
+from .log import ENVIRON_REQUEST_ID, request_state
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
     from flask_sqlalchemy import SQLAlchemy
 
 logger = logging.getLogger("flask_resilience")
@@ -111,24 +113,44 @@ def _request_deadline() -> float | None:
 def init_app(app: Flask, db: SQLAlchemy | None) -> None:
     # The deadline is worked out when a transaction begins, not in a hook run on
     # every request: most requests of most apps never need it.
-    app.teardown_request(_note_overrun)
     if db is not None and not event.contains(db.session, "after_begin", _limit_transaction):
         event.listen(db.session, "after_begin", _limit_transaction)
 
 
-def _note_overrun(_error: BaseException | None) -> None:
-    """Count and log a request that finished after its deadline."""
-    elapsed = time.perf_counter() - request.environ.get(ENVIRON_STARTED, 0.0)
-    default = current_app.extensions["resilience"].config["RESILIENCE_REQUEST_TIMEOUT"]
-    if elapsed < min(default or math.inf, _shortest_view_budget):
-        return  # the common case, decided without looking up the view
-    deadline = _request_deadline()
-    overrun = 0.0 if deadline is None else time.perf_counter() - deadline
-    if overrun > 0:
-        current_app.extensions["resilience"].count_slow_request()
-        logger.warning(
-            "%s %s finished %.1f s after its deadline", request.method, request.path, overrun
-        )
+def overrun_counter(app: Flask) -> Callable[[WSGIEnvironment, float], None]:
+    """Count and log the requests of ``app`` that finished after their deadline.
+
+    Called by the request middleware with the time each request took; the view's
+    own budget is looked up only for a request slower than every budget could be.
+    """
+    state = app.extensions["resilience"]
+    default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
+
+    def note_overrun(environ: WSGIEnvironment, elapsed: float) -> None:
+        if elapsed < min(default or math.inf, _shortest_view_budget):
+            return
+        budget = _view_budget(app, environ, default)
+        if budget is not None and elapsed > budget:
+            state.count_slow_request()
+            logger.warning(
+                "%s %s finished %.1f s after its deadline [request_id=%s]",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                elapsed - budget,
+                environ.get(ENVIRON_REQUEST_ID),
+            )
+
+    return note_overrun
+
+
+def _view_budget(app: Flask, environ: WSGIEnvironment, default: float | None) -> float | None:
+    try:
+        endpoint, _ = app.url_map.bind_to_environ(environ).match()
+    except HTTPException:
+        return default
+    view = app.view_functions.get(str(endpoint))
+    budget: float | None = getattr(view, "_resilience_timeout", default)
+    return budget
 
 
 def _limit_transaction(_session: Any, _transaction: Any, connection: Connection) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,22 @@ class ResilienceWarning(UserWarning):
 
         warnings.filterwarnings("ignore", category=ResilienceWarning)
     """
+
+
+def warn(message: str) -> None:
+    """Warn with ``ResilienceWarning``, pointing at the first line outside this package.
+
+    A fixed ``stacklevel`` would be right for one way into the extension only
+    (``Resilience(app)`` and ``resilience.init_app(app)`` differ by a frame).
+    """
+    level = 2
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "flask_resilience"
+    ):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, ResilienceWarning, stacklevel=level)
 
 
 class ProblemError(HTTPException):

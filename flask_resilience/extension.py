@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import client_errors, database, deadlines, health, log, problems
+from . import circuit, client_errors, database, deadlines, health, log, problems, retry, uploads
+from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 from .health.checks import HealthCheck
 
@@ -39,6 +40,9 @@ class _State:
     rate_limit_exempt: set[str] = field(default_factory=set)
     # Does the current request hold this permission? Filled by the guards.
     permission_check: Callable[[str], bool] | None = None
+    breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
+    circuit_link: circuit._RedisLink | None = None
+    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
     slow_requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -83,20 +87,21 @@ class Resilience:
                 " Import and use that instance instead."
             )
         state = _State(extension=self, config=load_config(app), db=db or self._db)
-
         config = state.config
 
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
-        log.init_app(app, config)
-        problems.init_app(app)
+        uploads.init_app(app, config)
+        app.extensions["resilience"] = state
         deadlines.init_app(app, state.db)
+        log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
+        problems.init_app(app)
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
-
-        app.extensions["resilience"] = state
+        circuit.init_app(app, state)
+        retry.init_app(app, state)
         health.init_app(app, state)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
@@ -155,6 +160,27 @@ class Resilience:
         if state.health is None:
             raise RuntimeError("Health is off for this app: RESILIENCE_HEALTH_ENABLED is False.")
         return state.health.monitor
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """Every circuit breaker's state and counters, as the current app sees them.
+
+        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"`` or
+        ``"half-open"``), ``fail_counter``, ``fail_max``, ``reset_timeout``,
+        ``opened_at`` (a Unix time, or ``None``) and ``storage`` (``"redis"``, or
+        ``"memory"`` when the state is per process, by configuration or because
+        Redis is unreachable). Needs an app context.
+        """
+        _get_state()
+        return circuit.breaker_states()
+
+    def bulkheads(self) -> dict[str, dict[str, Any]]:
+        """Every bulkhead's limit and use in this process, for the current app.
+
+        Keyed by bulkhead name; each entry has ``max_concurrent``, ``max_wait``,
+        ``in_use`` and ``rejected``. Needs an app context.
+        """
+        _get_state()
+        return bulkhead_states()
 
 
 def _get_state(app: Flask | None = None) -> _State:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
+from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -32,23 +35,30 @@ ENVIRON_REQUEST_ID = "flask_resilience.request_id"
 ENVIRON_STARTED = "flask_resilience.started"
 
 
-class RequestIdMiddleware:
-    """Give each request its id and start time, and echo the id in the response.
+FinishHook = Callable[["WSGIEnvironment", float], None]
 
-    A WSGI middleware rather than ``before_request``/``after_request`` hooks: it
-    costs a fraction of one hook, it runs before anything else in the app can
-    fail, and it stamps every response, those of error pages included.
+
+class RequestMiddleware:
+    """Give each request its id and start time, echo the id, and time the request.
+
+    A WSGI middleware rather than request hooks: it costs a fraction of one
+    Flask hook, it runs before anything in the app can fail, and it stamps every
+    response, those of error pages included.
+
+    :param on_finish: called with the environ and the seconds the app took,
+        after the app has answered and its request context is gone.
     """
 
-    def __init__(self, wsgi_app: WSGIApplication) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, on_finish: FinishHook | None = None) -> None:
         self.wsgi_app = wsgi_app
+        self.on_finish = on_finish
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request_id = environ.get("HTTP_X_REQUEST_ID", "")
         if not _VALID_REQUEST_ID.fullmatch(request_id):
-            request_id = secrets.token_hex(16)
+            request_id = new_request_id()
         environ[ENVIRON_REQUEST_ID] = request_id
-        environ[ENVIRON_STARTED] = time.perf_counter()
+        started = environ[ENVIRON_STARTED] = time.perf_counter()
 
         def start_response_with_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -57,12 +67,43 @@ class RequestIdMiddleware:
                 headers.append((REQUEST_ID_HEADER, request_id))
             return start_response(status, headers, exc_info)
 
-        return self.wsgi_app(environ, start_response_with_id)
+        body = self.wsgi_app(environ, start_response_with_id)
+        if self.on_finish is not None:
+            self.on_finish(environ, time.perf_counter() - started)
+        return body
+
+
+def _reseed_request_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = secrets.token_hex(8)
+    _id_counter = itertools.count()
+
+
+_id_prefix = secrets.token_hex(8)
+_id_counter = itertools.count()
+# A forked worker must not hand out its parent's ids.
+os.register_at_fork(after_in_child=_reseed_request_ids)
+
+
+def new_request_id() -> str:
+    """32 hex digits: a random prefix per process and a counter.
+
+    Unique without a system call per request; request ids need not be secret.
+    """
+    return f"{_id_prefix}{next(_id_counter):016x}"
+
+
+ENVIRON_STATE = "flask_resilience.state"
 
 
 @dataclass
 class RequestState:
-    """What the extension tracks for the request being served, kept on ``g``."""
+    """What the extension tracks for the request being served.
+
+    Kept in the request's WSGI environ, not on ``g``: ``g`` belongs to the app
+    context, which requests share when one is pushed around them (in tests, in
+    a CLI command that makes requests), and each request needs its own.
+    """
 
     request_id: str
     started: float
@@ -71,12 +112,11 @@ class RequestState:
 
 def request_state() -> RequestState:
     """The current request's state, made on first use: most requests never need it."""
-    values = vars(g._get_current_object())
-    state: RequestState | None = values.get("_resilience")
+    environ = request.environ
+    state: RequestState | None = environ.get(ENVIRON_STATE)
     if state is None:
-        environ = request.environ
-        state = values["_resilience"] = RequestState(
-            request_id=environ.get(ENVIRON_REQUEST_ID) or secrets.token_hex(16),
+        state = environ[ENVIRON_STATE] = RequestState(
+            request_id=environ.get(ENVIRON_REQUEST_ID) or new_request_id(),
             started=environ.get(ENVIRON_STARTED) or time.perf_counter(),
         )
     return state
@@ -87,8 +127,8 @@ def current_request_id() -> str | None:
     return request_state().request_id if has_request_context() else None
 
 
-def init_app(app: Flask, config: Mapping[str, Any]) -> None:
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+def init_app(app: Flask, config: Mapping[str, Any], on_finish: FinishHook | None = None) -> None:
+    app.wsgi_app = RequestMiddleware(app.wsgi_app, on_finish)  # type: ignore[method-assign]
     install_record_context()
     app.logger.addFilter(_skip_already_logged)
     if config["RESILIENCE_LOG_JSON"]:
@@ -163,7 +203,10 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
     elapsed_ms = (time.perf_counter() - state.started) * 1000
     context = request_context()
     text = message or (type(error).__name__ if error is not None else "error")
-    level = logging.ERROR if status >= 500 else logging.INFO
+    # A crash is an error with its traceback; a 5xx the app chose to answer
+    # (a breaker open, a full bulkhead) is a warning; a 4xx is the client's doing.
+    crashed = status >= 500 and error is not None and not isinstance(error, HTTPException)
+    level = logging.ERROR if crashed else logging.WARNING if status >= 500 else logging.INFO
     logger.log(
         level,
         "%s %s -> %d in %.1f ms: %s [request_id=%s remote_addr=%s user_id=%s]",
@@ -175,7 +218,7 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
         context["request_id"],
         context["remote_addr"],
         context["user_id"],
-        exc_info=error if status >= 500 and error is not None else None,
+        exc_info=error if crashed else None,
         extra={
             "status": status,
             "duration_ms": round(elapsed_ms, 1),

@@ -169,3 +169,26 @@ def test_a_request_id_set_by_the_view_is_not_doubled(make_app: Callable[..., Fla
     Resilience(app)
     response = app.test_client().get("/own")
     assert response.headers.getlist("X-Request-ID") == ["chosen-by-the-view"]
+
+
+def test_requests_sharing_an_app_context_keep_their_own_ids(app: Flask) -> None:
+    client = app.test_client()
+    with app.app_context():
+        for _ in range(3):
+            response = client.get("/missing")
+            assert response.get_json()["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_the_client_address_comes_through_proxy_fix(
+    app: Flask, logs: pytest.LogCaptureFixture
+) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    app.test_client().get(
+        "/missing",
+        headers={"X-Forwarded-For": "198.51.100.23"},
+        environ_base={"REMOTE_ADDR": "10.0.0.1"},
+    )
+    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    assert "remote_addr=198.51.100.23" in line.getMessage()

@@ -96,6 +96,9 @@ def init_app(app: Flask, state: _State) -> None:
     prefix = config["RESILIENCE_HEALTH_URL_PREFIX"]
     app.register_blueprint(blueprint, url_prefix=prefix)
     state.rate_limit_exempt.update(f"{BLUEPRINT}.{name}" for name in ("overall", "live", "ready"))
+    # The other parts' state, read through the extension's public methods.
+    state.detail_providers.setdefault("circuit_breakers", state.extension.circuit_breakers)
+    state.detail_providers.setdefault("bulkheads", state.extension.bulkheads)
     if config["RESILIENCE_TRACEMALLOC"] and not tracemalloc.is_tracing():
         tracemalloc.start()
     _add_request_hooks(app, health, prefix)

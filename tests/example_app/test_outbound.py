@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,15 +21,18 @@ GREETING = "héllo from upstream " * 20
 
 class UpstreamServer(ThreadingHTTPServer):
     release = threading.Event()
+    hits: Counter[str]
 
 
 class Upstream(BaseHTTPRequestHandler):
     server: UpstreamServer
 
     def do_GET(self) -> None:
+        self.server.hits[self.path] += 1
         if self.path == "/slow":
             self.server.release.wait(timeout=10)
-        status = 503 if self.path == "/down" else 200
+        flaky_failure = self.path == "/flaky" and self.server.hits[self.path] == 1
+        status = 503 if self.path == "/down" or flaky_failure else 200
         body = GREETING.encode()
         try:
             self.send_response(status)
@@ -44,17 +48,23 @@ class Upstream(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def upstream() -> Iterator[str]:
+def upstream_server() -> Iterator[UpstreamServer]:
     server = UpstreamServer(("127.0.0.1", 0), Upstream)
     server.release = threading.Event()
+    server.hits = Counter()
     # A short poll interval lets shutdown() return quickly at teardown.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield server
     server.release.set()
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture
+def upstream(upstream_server: UpstreamServer) -> str:
+    return f"http://127.0.0.1:{upstream_server.server_port}"
 
 
 @pytest.fixture
@@ -110,3 +120,30 @@ def test_outbound_timeout(app: Flask, client: FlaskClient, upstream: str) -> Non
 
     assert response.status_code == 502
     assert response.json["detail"] == "The outbound service did not answer within 0.2 s."
+
+
+def test_a_blip_is_retried(
+    app: Flask, client: FlaskClient, upstream: str, upstream_server: UpstreamServer
+) -> None:
+    app.config["OUTBOUND_URL"] = f"{upstream}/flaky"
+
+    response = client.get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 200
+    assert upstream_server.hits["/flaky"] == 2
+
+
+def test_a_service_that_stays_down_opens_the_breaker(
+    app: Flask, client: FlaskClient, upstream: str, upstream_server: UpstreamServer
+) -> None:
+    app.config["OUTBOUND_URL"] = f"{upstream}/down"
+    for _ in range(5):
+        assert client.get("/api/outbound", headers=ALICE).status_code == 502
+    assert upstream_server.hits["/down"] == 5 * 3  # each call tried three times
+
+    refused = client.get("/api/outbound", headers=ALICE)
+
+    assert refused.status_code == 503
+    assert refused.content_type == "application/problem+json"
+    assert 0 < int(refused.headers["Retry-After"]) <= 30
+    assert upstream_server.hits["/down"] == 15  # refused without calling it
