@@ -143,3 +143,22 @@ def test_level_status_and_redis_urls() -> None:
     assert redis_urls({"RATELIMIT_STORAGE_URI": "memory://"}) == {}
     names = [check.name for check in redis_checks(config, 1.0)]
     assert names == ["redis.ratelimit:responseTime", "redis.monitor:responseTime"]
+
+
+def test_open_circuit_breakers_show_in_detailed_health_and_metrics(tmp_path: Path) -> None:
+    from flask_resilience import circuit_breaker
+
+    app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
+
+    @circuit_breaker("health-test-payments", fail_max=1, reset_timeout=60)
+    def pay() -> None:
+        raise ConnectionError("payments down")
+
+    with app.app_context(), pytest.raises(ConnectionError):
+        pay()
+    client = app.test_client()
+    detailed = client.get("/health/detailed", headers=AUTH).get_json(force=True)
+    assert detailed["circuit_breakers"]["health-test-payments"]["state"] == "open"
+    assert "bulkheads" in detailed
+    values = scrape(client)
+    assert values[("resilience_circuit_breaker_state", (("name", "health-test-payments"),))] == 2
