@@ -138,15 +138,21 @@ def test_metrics_sum_the_requests_of_both_workers(gunicorn: str) -> None:
         pids = list(pool.map(request, range(40)))
     assert len(set(pids)) == 2
 
-    status, body = call(f"{gunicorn}/health/metrics", headers=AUTH)
-    assert status == 200
-    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-    served = [
-        s.value
-        for s in families["resilience_http_requests"].samples
-        if s.name == "resilience_http_requests_total" and s.labels["endpoint"] == "sleep"
-    ]
-    assert served == [40]
+    def scrape() -> dict[str, Any]:
+        status, body = call(f"{gunicorn}/health/metrics", headers=AUTH)
+        assert status == 200
+        return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+    def served(families: dict[str, Any]) -> list[float]:
+        return [
+            s.value
+            for s in families["resilience_http_requests"].samples
+            if s.name == "resilience_http_requests_total" and s.labels["endpoint"] == "sleep"
+        ]
+
+    # Each worker hands its counts to the shared files within one monitor interval.
+    assert wait_until(lambda: served(scrape()) == [40], INTERVAL + 5)
+    families = scrape()
     latency = [
         s.value
         for s in families["resilience_http_request_duration_seconds"].samples

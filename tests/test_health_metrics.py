@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flask_resilience.health.builtin import level_status, redis_checks, redis_urls
 from flask_resilience.health.metrics import Metrics, _breaker_states, mark_process_dead
-from flask_resilience.health.stats import RequestStats
+from flask_resilience.health.stats import RequestLog, RequestStats
 from tests.health_apps import TOKEN, create_app
 from tests.health_helpers import stop_monitors
 
@@ -162,3 +162,41 @@ def test_open_circuit_breakers_show_in_detailed_health_and_metrics(tmp_path: Pat
     assert "bulkheads" in detailed
     values = scrape(client)
     assert values[("resilience_circuit_breaker_state", (("name", "health-test-payments"),))] == 2
+
+
+def test_the_request_log_counts_later_and_drains_when_full() -> None:
+    batches: list[list[tuple[float, float, int, str, str]]] = []
+    log = RequestLog(batches.append, skip_prefix="health.", limit=3)
+    log.add((1.0, 0.5, "200 OK", "hello", "GET"))
+    log.add((2.0, 0.1, "503 SERVICE UNAVAILABLE", "health.ready", "GET"))
+    assert batches == []  # nothing counted on the request's path
+    log.add((3.0, 0.2, "404 NOT FOUND", None, "POST"))  # the third fills it: drained
+    assert batches == [[(1.0, 0.5, 200, "hello", "GET"), (3.0, 0.2, 404, "<unmatched>", "POST")]]
+    log.drain()
+    assert len(batches) == 1  # an empty drain counts nothing
+
+
+def test_a_batch_gives_the_histogram_of_single_observations() -> None:
+    durations = [0.0001, 0.005, 0.0051, 0.3, 0.3, 2.5, 7.0, 11.0, 60.0]
+    one_by_one, batched = Metrics(), Metrics()
+    for seconds in durations:
+        one_by_one.latency.labels("hello", "200").observe(seconds)
+        one_by_one.requests.labels("hello", "GET", "200").inc()
+    batched.record_many([(0.0, seconds, 200, "hello", "GET") for seconds in durations])
+    expected = one_by_one.exposition().decode().splitlines()
+    got = batched.exposition().decode().splitlines()
+    keep = [line for line in expected if "_created" not in line and "errors" not in line]
+    assert [line for line in got if "_created" not in line and "errors" not in line] == keep
+
+
+def test_batched_statistics_skip_what_the_buckets_no_longer_hold() -> None:
+    now = [1000.5]
+    stats = RequestStats(clock=lambda: now[0])
+    stats.record_many([(1000.2, 0.1, 500, "a", "GET"), (1000.3, 0.3, 200, "a", "GET")])
+    stats.record_many([(1000.4 + 300, 0.1, 200, "a", "GET")])  # reuses the same bucket
+    stats.record_many([(1000.4, 0.2, 200, "a", "GET")])  # too old for it now
+    now[0] = 1300.5
+    window = stats.window(60)
+    assert window["requests"] == 1
+    assert stats.total == 3
+    assert stats.total_errors == 1

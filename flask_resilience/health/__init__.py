@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from blinker import Namespace
-from flask import Flask, Response, request
+from flask import Flask
 
 from ..database import pool_status
 from . import builtin
@@ -33,7 +33,7 @@ from .monitor import (
     call_safely,
     logger,
 )
-from .stats import RequestStats
+from .stats import Counted, RequestLog, RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class HealthState:
     runner: CheckRunner
     builtin_checks: list[HealthCheck]
     stats: RequestStats
+    requests: RequestLog
     monitor: Monitor
     metrics: Metrics
     cpu: CpuMeter  # the monitor's: nothing else reads it, so its baseline is its own
@@ -121,13 +122,20 @@ def _build(app: Flask, state: _State) -> HealthState:
         ttl_failed=config["RESILIENCE_HEALTH_CACHE_TTL_FAILED"],
     )
     stats = RequestStats()
+    metrics = Metrics()
+
+    def count(batch: list[Counted]) -> None:
+        stats.record_many(batch)
+        metrics.record_many(batch)
+
     cpu = CpuMeter()
     health = HealthState(
         runner=runner,
         builtin_checks=checks,
         stats=stats,
         monitor=None,  # type: ignore[arg-type]  # set below: it samples through health
-        metrics=Metrics(),
+        metrics=metrics,
+        requests=RequestLog(count, skip_prefix=f"{BLUEPRINT}."),
         cpu=cpu,
         request_cpu=CpuMeter(),
         process=current_process(),
@@ -144,6 +152,8 @@ def _build(app: Flask, state: _State) -> HealthState:
         switch=_switch(app, config),
         leak_samples=config["RESILIENCE_MONITOR_LEAK_SAMPLES"],
         gc_on_critical=config["RESILIENCE_MONITOR_GC_ON_CRITICAL"],
+        # Every worker's counts reach the shared metrics within one interval.
+        housekeeping=health.requests.drain,
     )
     return health
 
@@ -164,7 +174,6 @@ def _announce(app: Flask, state: _State, alert: Alert) -> None:
         logger.exception("A receiver of the alert signal raised")
 
 
-_STARTED = "flask_resilience.health.started"
 _READ = ("GET", "HEAD")
 LIVE_BODY = b'{"status": "pass"}'
 _LIVE_HEADERS = (
@@ -177,13 +186,13 @@ _LIVE_HEADERS = (
 def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> None:
     """Time every request and start the monitor with a process's first request.
 
-    This runs on every request, so it stays small: the start time goes into the
-    WSGI environ from a wrapper (a dict write, no context lookup), and the one
-    after-request hook resolves the request proxy once. The wrapper answers
-    liveness itself, before Flask: it is polled often and must not depend on
-    anything a later part adds to the request.
+    This runs on every request, so it is a WSGI wrapper rather than Flask hooks
+    (which cost more than the counting): it reads the endpoint from Flask's request
+    while the response starts, and leaves the counting to :class:`RequestLog`.
+    The wrapper also answers liveness itself, before Flask: it is polled often and
+    must not depend on anything a later part adds to the request.
     """
-    stats, metrics, monitor = health.stats, health.metrics, health.monitor
+    monitor, finished = health.monitor, health.requests.add
     wsgi_app = app.wsgi_app
     pid = [0]  # no process has served a request yet
     live_path = live_prefix + "/live"
@@ -193,26 +202,24 @@ def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> Non
             pid[0] = os.getpid()
             health.reset_after_fork()
             monitor.ensure_started()
-        if environ.get("PATH_INFO") == live_path and environ.get("REQUEST_METHOD") in _READ:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if environ.get("PATH_INFO") == live_path and method in _READ:
             # Liveness says the process serves: nothing else runs, no hook, no I/O.
             start_response("200 OK", list(_LIVE_HEADERS))
-            return [] if environ["REQUEST_METHOD"] == "HEAD" else [LIVE_BODY]
-        environ[_STARTED] = time.perf_counter()
-        return wsgi_app(environ, start_response)
+            return [] if method == "HEAD" else [LIVE_BODY]
+        started = time.monotonic()
 
-    def record(response: Response) -> Response:
-        current = request._get_current_object()  # type: ignore[attr-defined]
-        started = current.environ.get(_STARTED)
-        if started is None or current.blueprint == BLUEPRINT:
-            return response  # probes are not the app's traffic
-        seconds = time.perf_counter() - started
-        status = response.status_code
-        stats.record(seconds, status)
-        metrics.record_request(current.endpoint or "<unmatched>", current.method, status, seconds)
-        return response
+        def start_timed_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            # Flask's request is still in the environ while the response starts.
+            current = environ.get("werkzeug.request")
+            endpoint = getattr(current, "endpoint", None)
+            ended = time.monotonic()
+            finished((ended, ended - started, status, endpoint, method))
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start_timed_response)
 
     app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
-    app.after_request(record)
 
 
 def pool_capacity_used(pools: dict[str, dict[str, Any]]) -> float | None:
@@ -244,6 +251,7 @@ def collect_sample(app: Flask, state: _State, health: HealthState) -> Sample:
         engine_pools = pools(state)
         breakers = provided(state, "circuit_breakers")
     cpu, process_cpu = health.cpu.read()
+    health.requests.drain()
     window = health.stats.window(60)
     process = process_metrics(health.process)
     sample = Sample(

@@ -185,7 +185,7 @@ def detailed() -> Response:
         },
         "process": process,
         "pools": pools(state),
-        "requests": health.stats.snapshot(),
+        "requests": _request_statistics(health),
         "monitor": monitor.snapshot(history),
     }
     for name in ("circuit_breakers", "rate_limit"):
@@ -195,6 +195,12 @@ def detailed() -> Response:
     if state.config["RESILIENCE_TRACEMALLOC"] and request.args.get("tracemalloc"):
         body["tracemalloc"] = _top_allocations()
     return _health_response(body, status, max_age=None)
+
+
+def _request_statistics(health: Any) -> dict[str, Any]:
+    health.requests.drain()
+    snapshot: dict[str, Any] = health.stats.snapshot()
+    return snapshot
 
 
 def _top_allocations(limit: int = 10) -> list[dict[str, Any]]:
@@ -225,6 +231,7 @@ def metrics() -> Response:
         breakers=provided(state, "circuit_breakers"),
         level=health.monitor.level,
     )
+    health.requests.drain()
     return Response(health.metrics.exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
 

@@ -12,8 +12,9 @@ are kept per ``pid`` and pool gauges summed over live workers.
 
 from __future__ import annotations
 
+import bisect
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -106,6 +107,21 @@ class Metrics:
         )
 
     def record_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.record_many([(0.0, seconds, status, endpoint, method)])
+
+    def record_many(self, batch: Iterable[tuple[float, float, int, str, str]]) -> None:
+        """Count a batch of ``(at, seconds, status, endpoint, method)``, once per key."""
+        groups: dict[tuple[str, str, int], list[float]] = {}
+        for _at, seconds, status, endpoint, method in batch:
+            groups.setdefault((endpoint, method, status), []).append(seconds)
+        for (endpoint, method, status), durations in groups.items():
+            count, latency, errors = self._children_of(endpoint, method, status)
+            count.inc(len(durations))
+            if errors is not None:
+                errors.inc(len(durations))
+            _observe_all(latency, durations)
+
+    def _children_of(self, endpoint: str, method: str, status: int) -> tuple[Any, Any, Any]:
         key = (endpoint, method, status)
         children = self._children.get(key)
         if children is None:  # labels() takes a lock and builds tuples: do it once per key
@@ -116,11 +132,7 @@ class Metrics:
                 self.errors.labels(endpoint) if status >= 500 else None,
             )
             self._children[key] = children
-        count, latency, errors = children
-        count.inc()
-        latency.observe(seconds)
-        if errors is not None:
-            errors.inc()
+        return children
 
     def update(
         self,
@@ -152,6 +164,29 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+def _observe_all(histogram: Any, durations: list[float]) -> None:
+    """``histogram.observe`` for each duration, with one increment per bucket.
+
+    Uses the histogram's bucket values the way its own ``observe`` does (each
+    observation lands in the first bucket whose bound is not below it); a
+    prometheus_client without them gets the observations one by one.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for seconds in durations:  # pragma: no cover - another prometheus_client
+            histogram.observe(seconds)
+        return
+    counts = [0] * len(bounds)
+    for seconds in durations:
+        counts[bisect.bisect_left(bounds, seconds)] += 1
+    total.inc(sum(durations))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 def _breaker_states(breakers: Any) -> dict[str, int]:

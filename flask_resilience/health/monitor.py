@@ -165,6 +165,7 @@ class Monitor:
     :param collect: takes one sample; called on the monitor's thread.
     :param on_alert: called for each level change of a metric.
     :param switch: the shared on/off state the thread follows every interval.
+    :param housekeeping: called every interval, sampling or not.
     """
 
     def __init__(
@@ -178,6 +179,7 @@ class Monitor:
         switch: Switch,
         leak_samples: int = 30,
         gc_on_critical: bool = False,
+        housekeeping: Callable[[], None] | None = None,
     ) -> None:
         self.interval = interval
         self.thresholds = thresholds
@@ -186,6 +188,7 @@ class Monitor:
         self.switch = switch
         self.leak_samples = leak_samples
         self.gc_on_critical = gc_on_critical
+        self.housekeeping = housekeeping
         self.history: deque[Sample] = deque(maxlen=history)
         self.alerts: deque[Alert] = deque(maxlen=_ALERT_HISTORY)
         self.levels = dict.fromkeys(METRICS, "healthy")
@@ -257,6 +260,8 @@ class Monitor:
     def tick(self) -> None:
         """One turn of the loop: follow the switch, then take and judge a sample."""
         try:
+            if self.housekeeping is not None:  # even while stopped
+                self.housekeeping()
             self.active = self.switch.read()
             if self.active:
                 self.observe(self.collect())
