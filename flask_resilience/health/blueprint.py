@@ -14,16 +14,19 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from ..errors import ProblemError
-from . import LIVE_BODY, PERMISSION, all_checks, pools, provided, run_checks
+from . import LIVE_BODY, PERMISSION, HealthState, pools, provided, run_checks
 from .checks import Outcome, worst
 from .metrics import CONTENT_TYPE_LATEST
 from .system import disk_usage, memory_usage, process_metrics
+
+if TYPE_CHECKING:
+    from ..extension import _State
 
 blueprint = Blueprint("resilience_health", __name__)
 
@@ -38,10 +41,16 @@ class HealthForbidden(ProblemError, Forbidden):
     """Credentials were given but do not open this health endpoint."""
 
 
-def _state() -> Any:
-    from ..extension import _get_state
+def _state() -> _State:
+    from ..extension import _get_state  # the extension imports this package
 
     return _get_state()
+
+
+def _health() -> HealthState:
+    health = _state().health
+    assert health is not None  # the blueprint is only mounted with health on
+    return health
 
 
 def _health_response(body: dict[str, Any], status: str, *, max_age: float | None) -> Response:
@@ -64,7 +73,7 @@ def _overall(outcomes: dict[str, Outcome]) -> str:
 
 
 def _max_age(status: str) -> float:
-    runner = _state().health.runner
+    runner = _health().runner
     return float(runner.ttl_failed if status == "fail" else runner.ttl)
 
 
@@ -161,7 +170,7 @@ def _score(outcomes: dict[str, Outcome], level: str) -> int:
 @protected
 def detailed() -> Response:
     state = _state()
-    health = state.health
+    health = _health()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     outcomes = run_checks(app, state)
     status = _overall(outcomes)
@@ -197,10 +206,9 @@ def detailed() -> Response:
     return _health_response(body, status, max_age=None)
 
 
-def _request_statistics(health: Any) -> dict[str, Any]:
+def _request_statistics(health: HealthState) -> dict[str, Any]:
     health.requests.drain()
-    snapshot: dict[str, Any] = health.stats.snapshot()
-    return snapshot
+    return health.stats.snapshot()
 
 
 def _top_allocations(limit: int = 10) -> list[dict[str, Any]]:
@@ -217,7 +225,7 @@ def _top_allocations(limit: int = 10) -> list[dict[str, Any]]:
 @protected
 def metrics() -> Response:
     state = _state()
-    health = state.health
+    health = _health()
     process = process_metrics(health.process)
     cpu, _ = health.cpu_now()
     health.metrics.update(
@@ -249,7 +257,7 @@ def dashboard() -> Response:
 
 
 def _switch(enabled: bool) -> Response:
-    monitor = _state().health.monitor
+    monitor = _health().monitor
     monitor.turn(enabled)
     body = {"monitoring": monitor.state, "level": monitor.level}
     return Response(json.dumps(body), mimetype="application/json")
@@ -267,4 +275,4 @@ def monitoring_stop() -> Response:
     return _switch(False)
 
 
-__all__ = ["HealthForbidden", "HealthUnauthorized", "all_checks", "blueprint"]
+__all__ = ["HealthForbidden", "HealthUnauthorized", "blueprint"]
