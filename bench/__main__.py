@@ -11,7 +11,7 @@ import psutil
 from bench.table import Row, render
 
 # Each module has rows() -> list[Row]; the table keeps this order.
-MODULES = ("bench.core", "bench.breakers", "bench.uploads", "bench.health")
+MODULES = ("bench.core", "bench.breakers", "bench.uploads", "bench.guards", "bench.health")
 
 
 def main() -> int:

@@ -7,8 +7,7 @@ request), in-process. The breaker keeps its state in memory.
 
 from __future__ import annotations
 
-from flask import Flask
-
+from bench.core import hello_app
 from bench.table import Row, compare
 from flask_resilience import Resilience, bulkhead, circuit_breaker, retry_on_failure
 
@@ -21,7 +20,7 @@ def _work(value: int = 1) -> int:
 
 
 def rows() -> list[Row]:
-    app = Flask(__name__)
+    app = hello_app()
     Resilience(app)
     calls = {
         "bare": _work,

@@ -18,6 +18,12 @@ REPEAT = 2000
 
 def hello_app(**config: Any) -> Flask:
     app = Flask("bench")
+    # Production-like settings, so that the extension has nothing to warn about.
+    app.config.update(
+        SECRET_KEY="bench-secret-key-long-enough-to-be-taken-seriously",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     app.config.update(config)
 
     @app.get("/")

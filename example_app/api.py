@@ -9,20 +9,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from flask import Blueprint, abort, current_app, request, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from werkzeug.exceptions import BadGateway
 
-from flask_resilience import ProblemError, request_timeout
+from flask_resilience import (
+    ProblemError,
+    request_timeout,
+    send_upload,
+    validate_uploads,
+    validated_uploads,
+)
 
-from .auth import current_account
+from .auth import current_account, uploaders_only
 from .documents import (
+    DOCUMENT_UPLOADS,
     UploadError,
     get_document,
     organization_folder,
     paginate_documents,
-    store_upload,
+    store_document,
 )
 from .models import Document
 from .outbound import OutboundError, fetch_guarded
@@ -94,13 +101,15 @@ def list_documents() -> ResponseReturnValue:
 
 
 @bp.post("/documents")
+@uploaders_only
+@validate_uploads("file", policy=DOCUMENT_UPLOADS, max_files=1)
 def upload_document() -> ResponseReturnValue:
-    user = current_account()
-    if not user.can_upload:
-        abort(403, description="Viewers cannot upload documents.")
+    # A refused file never gets here: the decorator answers 400, 413 or 415 with
+    # problem+json naming the reason.
+    [check] = validated_uploads("file")
     try:
-        document = store_upload(user, request.files.get("file"), request.form.get("title"))
-    except UploadError as error:
+        document = store_document(current_account(), check, request.form.get("title"))
+    except UploadError as error:  # the title
         abort(400, description=str(error))
     body = document_json(document)
     return body, 201, {"Location": body["url"]}
@@ -114,13 +123,12 @@ def document_detail(doc_id: int) -> ResponseReturnValue:
 @bp.get("/documents/<int:doc_id>/download")
 def download_document(doc_id: int) -> ResponseReturnValue:
     document = own_document(doc_id)
-    # send_from_directory answers 404 itself if the file has gone from the disk.
-    return send_from_directory(
-        organization_folder(document.organization_id),
+    # An attachment the browser will not sniff; a 404 if the file has gone from the disk.
+    return send_upload(
         document.stored_name,
-        mimetype=document.content_type,
-        as_attachment=True,
+        directory=organization_folder(document.organization_id),
         download_name=document.original_filename,
+        mimetype=document.content_type,
     )
 
 

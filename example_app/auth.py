@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import ParamSpec, TypeVar
 
 from flask import (
     Blueprint,
     Request,
+    abort,
     current_app,
     flash,
     redirect,
@@ -30,12 +33,32 @@ bp.before_request(check_csrf)
 
 API_REALM = "Documents API"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 def current_account() -> User:
     """The logged-in user, typed; only for views behind ``login_required``."""
     user = current_user._get_current_object()
     assert isinstance(user, User), "view is missing login_required"
     return user
+
+
+def uploaders_only(view: Callable[P, R]) -> Callable[P, R]:
+    """Refuse viewers with a 403 before anything else looks at the request.
+
+    Placed above ``@validate_uploads``, so a viewer learns nothing about their file
+    and the server spends nothing on checking it.
+    """
+
+    @wraps(view)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        if request.method != "OPTIONS" and not current_account().can_upload:
+            abort(403, description="Viewers cannot upload documents.")
+        result: R = current_app.ensure_sync(view)(*args, **kwargs)
+        return result
+
+    return guarded
 
 
 def authenticate(email: str, password: str) -> User | None:

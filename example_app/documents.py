@@ -6,23 +6,25 @@ property of this module, not something each view has to remember.
 
 from __future__ import annotations
 
-import mimetypes
-import os
-import re
-import uuid
 from pathlib import Path
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
-from werkzeug.datastructures import FileStorage
+
+from flask_resilience import UploadCheck, UploadPolicy, save_upload
 
 from .extensions import db
 from .models import Document, User
 
-_EXTENSION = re.compile(r"\.[a-z0-9]{1,10}")
 TITLE_MAX_LENGTH = 200
+
+DOCUMENT_UPLOADS = UploadPolicy(
+    allowed_categories=["documents", "spreadsheets", "presentations", "images", "text"],
+    max_size="10MB",
+)
+"""What a document may be, for the API and the upload form alike."""
 
 
 class UploadError(ValueError):
@@ -33,54 +35,30 @@ def organization_folder(organization_id: int) -> Path:
     return Path(current_app.config["UPLOAD_FOLDER"]) / str(organization_id)
 
 
-def document_path(document: Document) -> Path:
-    return organization_folder(document.organization_id) / document.stored_name
+def store_document(owner: User, check: UploadCheck, title: str | None = None) -> Document:
+    """Store a checked upload in the owner's organization folder and record it.
 
-
-def stored_name_for(filename: str) -> str:
-    """A fresh name for the file system: never the client's, which may be a path."""
-    suffix = os.path.splitext(filename)[1].lower()
-    return uuid.uuid4().hex + (suffix if _EXTENSION.fullmatch(suffix) else "")
-
-
-def client_basename(filename: str) -> str:
-    # Some browsers send the full client path, with either separator.
-    return filename.replace("\\", "/").rsplit("/", 1)[-1].strip()[:255]
-
-
-def store_upload(owner: User, upload: FileStorage | None, title: str | None = None) -> Document:
-    """Write ``upload`` into the owner's organization folder and record it.
-
-    Only basic checks happen here (a named, non-empty file and a sane title).
-    :raises UploadError: the upload is missing or unusable.
+    :param check: the upload's check against :data:`DOCUMENT_UPLOADS`.
+    :raises UploadError: the check refused the file, or the title is too long.
     """
-    if upload is None or not upload.filename:
-        raise UploadError("Choose a file to upload (form field 'file').")
-    original_filename = client_basename(upload.filename)
-    if not original_filename:
-        raise UploadError("The file has no name.")
-    title = (title or "").strip() or os.path.splitext(original_filename)[0] or original_filename
+    info = check.info
+    if info is None:  # refused: the check says why
+        raise UploadError(check.error.message if check.error else "No file was sent.")
+    title = (title or "").strip() or Path(info.safe_name).stem
     if len(title) > TITLE_MAX_LENGTH:
         raise UploadError(f"The title is longer than {TITLE_MAX_LENGTH} characters.")
 
-    folder = organization_folder(owner.organization_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    stored_name = stored_name_for(original_filename)
-    path = folder / stored_name
-    upload.save(path)
+    path = save_upload(check, organization_folder(owner.organization_id))
     try:
-        size = path.stat().st_size
-        if size == 0:
-            raise UploadError("The file is empty.")
         document = Document(
             organization_id=owner.organization_id,
             owner=owner,
             title=title,
-            original_filename=original_filename,
-            stored_name=stored_name,
-            # Decided by the server from the name: the client's Content-Type is a claim.
-            content_type=mimetypes.guess_type(original_filename)[0] or "application/octet-stream",
-            size=size,
+            original_filename=info.safe_name,
+            stored_name=path.name,
+            # Detected from the content: the client's Content-Type is only a claim.
+            content_type=info.mime_type,
+            size=info.size,
         )
         db.session.add(document)
         db.session.commit()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
-from .auth import current_account
-from .documents import UploadError, paginate_documents, store_upload
+from flask_resilience import validate_upload
+
+from .auth import current_account, uploaders_only
+from .documents import DOCUMENT_UPLOADS, UploadError, paginate_documents, store_document
 from .security import check_csrf
 
 bp = Blueprint("pages", __name__)
@@ -43,12 +45,13 @@ def documents() -> ResponseReturnValue:
 
 @bp.post("/documents")
 @login_required
+@uploaders_only
 def upload() -> ResponseReturnValue:
-    user = current_account()
-    if not user.can_upload:
-        abort(403, description="Viewers cannot upload documents.")
+    # Checked here rather than by @validate_uploads: a browser is better served by a
+    # message on the page it came from than by a problem document.
+    check = validate_upload(request.files.get("file"), policy=DOCUMENT_UPLOADS)
     try:
-        document = store_upload(user, request.files.get("file"), request.form.get("title"))
+        document = store_document(current_account(), check, request.form.get("title"))
     except UploadError as error:
         flash(str(error), "error")
     else:

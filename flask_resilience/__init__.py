@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .access import permission_denied
 from .bulkhead import BulkheadFull, bulkhead
 from .circuit import CircuitOpen, circuit_breaker
 from .deadlines import query_timeout, request_timeout
@@ -12,13 +13,22 @@ from .degradation import graceful_degradation
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    PermissionDenied,
     ProblemError,
     RequestDeadlineExceeded,
     ResilienceWarning,
+    Unauthenticated,
 )
 from .extension import Resilience
 from .log import JsonFormatter, current_request_id
+from .permissions import (
+    login_required,
+    org_access_required,
+    permission_required,
+    role_required,
+)
 from .retry import retry_on_failure
+from .sessions import rotate_session, session_required
 from .uploads import (
     InsufficientStorage,
     UploadCheck,
@@ -45,10 +55,12 @@ __all__ = [
     "DatabaseUnavailable",
     "InsufficientStorage",
     "JsonFormatter",
+    "PermissionDenied",
     "ProblemError",
     "RequestDeadlineExceeded",
     "Resilience",
     "ResilienceWarning",
+    "Unauthenticated",
     "UploadCheck",
     "UploadFailure",
     "UploadInfo",
@@ -63,12 +75,19 @@ __all__ = [
     "current_request_id",
     "graceful_degradation",
     "log_errors",
+    "login_required",
+    "org_access_required",
+    "permission_denied",
+    "permission_required",
     "query_timeout",
     "request_timeout",
     "retry_on_failure",
+    "role_required",
+    "rotate_session",
     "safe_route_handler",
     "save_upload",
     "send_upload",
+    "session_required",
     "validate_upload",
     "validate_uploaded_file_comprehensive",
     "validate_uploads",

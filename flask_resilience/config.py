@@ -145,6 +145,38 @@ def check_path(key: str, value: Any) -> str | None:
     raise wrong_value(key, value, "None or a URL path starting with '/'")
 
 
+def check_timeout(key: str, value: Any) -> float | None:
+    """Seconds > 0, or ``None`` for no timeout."""
+    if value is None:
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and math.isfinite(value) and value > 0:
+        return value  # type: ignore[no-any-return]
+    raise wrong_value(key, value, "a number of seconds > 0 or None")
+
+
+def check_optional_name(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise wrong_value(key, value, "None or a non-empty string")
+
+
+def check_session_schema(key: str, value: Any) -> Mapping[str, tuple[type, ...]] | None:
+    """A mapping of session key to a type or a tuple of types."""
+    if value is None:
+        return None
+    expected = "None or a mapping of session key (str) to a type or a tuple of types"
+    if not isinstance(value, Mapping):
+        raise wrong_value(key, value, expected)
+    schema: dict[str, tuple[type, ...]] = {}
+    for name, types in value.items():
+        kinds = types if isinstance(types, tuple) else (types,)
+        if not isinstance(name, str) or not kinds or not all(isinstance(k, type) for k in kinds):
+            raise wrong_value(f"{key}[{name!r}]", types, "a type or a tuple of types")
+        schema[name] = kinds
+    return MappingProxyType(schema)
+
+
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -311,6 +343,42 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
+    ),
+    Setting(
+        "RESILIENCE_SESSION_SCHEMA",
+        None,
+        check_session_schema,
+        "Session key -> type (or tuple of types); a session holding another type is cleared.",
+    ),
+    Setting(
+        "RESILIENCE_SESSION_IDLE_TIMEOUT",
+        None,
+        check_timeout,
+        "Seconds a session may go unused before it expires (checked server-side). None: never.",
+    ),
+    Setting(
+        "RESILIENCE_SESSION_ABSOLUTE_TIMEOUT",
+        None,
+        check_timeout,
+        "Seconds a session may live after it began, however active. None: no limit.",
+    ),
+    Setting(
+        "RESILIENCE_SESSION_STRICT",
+        False,
+        check_bool,
+        "Refuse to start (ConfigurationError) with unsafe session cookie settings.",
+    ),
+    Setting(
+        "RESILIENCE_LOGIN_VIEW",
+        None,
+        check_optional_name,
+        "Endpoint or URL browsers are redirected to on 401; None: Flask-Login's login_view.",
+    ),
+    Setting(
+        "RESILIENCE_ORG_ID_SOURCE",
+        "view",
+        check_choice("view", "session", "query"),
+        "Where org_access_required finds the organization id: view argument, session or query.",
     ),
     Setting(
         "RESILIENCE_CIRCUIT_STORAGE_URI",

@@ -7,7 +7,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from werkzeug.exceptions import GatewayTimeout, HTTPException, ServiceUnavailable
+from werkzeug.exceptions import (
+    Forbidden,
+    GatewayTimeout,
+    HTTPException,
+    ServiceUnavailable,
+    Unauthorized,
+)
 
 
 class ConfigurationError(ValueError):
@@ -72,3 +78,18 @@ class DatabaseUnavailable(ProblemError, ServiceUnavailable):
 
 class RequestDeadlineExceeded(ProblemError, GatewayTimeout):
     """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``)."""
+
+
+class Unauthenticated(ProblemError, Unauthorized):
+    """The request needs an authenticated user (or a session) it does not have: 401.
+
+    Its ``reason`` member says why: ``login-required``, ``session-expired`` or
+    ``session-required``.
+    """
+
+
+class PermissionDenied(ProblemError, Forbidden):
+    """The user is authenticated but not allowed to do this: 403.
+
+    Its ``reason`` member names the guard: ``permission``, ``role`` or ``organization``.
+    """

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from . import circuit, client_errors, database, deadlines, health, log, problems, retry, uploads
+from . import (
+    access,
+    circuit,
+    client_errors,
+    database,
+    deadlines,
+    health,
+    log,
+    permissions,
+    problems,
+    retry,
+    sessions,
+    uploads,
+)
 from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
 from .health.checks import HealthCheck
@@ -21,6 +35,7 @@ if TYPE_CHECKING:
 
 CheckFunction = TypeVar("CheckFunction", bound=Callable[[], Any])
 AlertCallback = TypeVar("AlertCallback", bound="Callable[[Alert], Any]")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -44,6 +59,9 @@ class _State:
     circuit_link: circuit._RedisLink | None = None
     bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
     slow_requests: int = 0
+    guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
+    # The session timeouts' clock, in seconds; tests may set another.
+    time_source: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_slow_request(self) -> None:
@@ -66,10 +84,14 @@ class Resilience:
     :param db: the app's ``flask_sqlalchemy.SQLAlchemy``, if it has one.
     """
 
+    permission_denied = access.permission_denied
+    """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.access``)."""
+
     def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
         self._db = db
         self._health_checks: dict[str, HealthCheck] = {}
         self._alert_callbacks: list[Callable[[Alert], Any]] = []
+        self._guards = access.GuardCallbacks()
         if app is not None:
             self.init_app(app)
 
@@ -86,8 +108,11 @@ class Resilience:
                 "A 'Resilience' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
-        state = _State(extension=self, config=load_config(app), db=db or self._db)
+        state = _State(
+            extension=self, config=load_config(app), db=db or self._db, guards=self._guards
+        )
         config = state.config
+        sessions.init_app(app, state)  # first: strict cookie checks may refuse the app
 
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
@@ -160,6 +185,54 @@ class Resilience:
         if state.health is None:
             raise RuntimeError("Health is off for this app: RESILIENCE_HEALTH_ENABLED is False.")
         return state.health.monitor
+
+    # Callbacks of the guards, registered like Flask-Login's user_loader, before or
+    # after init_app. Each returns the callback, so they work as decorators.
+
+    def session_validator(self, callback: F) -> F:
+        """Register ``callback(session) -> bool``, run on every request that has a session.
+
+        Anything but ``True`` (``False``, ``None``, an exception) clears the session
+        and the request goes on as anonymous.
+        """
+        self._guards.session_validator = callback
+        return callback
+
+    def user_loader(self, callback: F) -> F:
+        """Register ``callback() -> user or None``: the user of the current request.
+
+        It wins over Flask-Login's ``current_user``. A user whose
+        ``is_authenticated`` is not ``True`` counts as anonymous.
+        """
+        self._guards.user_loader = callback
+        return callback
+
+    def permission_loader(self, callback: F) -> F:
+        """Register ``callback(user) -> iterable of permission names``."""
+        self._guards.permission_loader = callback
+        return callback
+
+    def role_loader(self, callback: F) -> F:
+        """Register ``callback(user) -> iterable of role names``."""
+        self._guards.role_loader = callback
+        return callback
+
+    def org_access_loader(self, callback: F) -> F:
+        """Register ``callback(user, org_id) -> bool``: only ``True`` lets the user in."""
+        self._guards.org_access_loader = callback
+        return callback
+
+    def has_permission(self, name: str) -> bool:
+        """Whether the current request's user holds the permission ``name``.
+
+        Asks the ``permission_loader`` (once per request, like the guards); no user,
+        no loader or a failing loader means no. Needs a request context.
+        """
+        user = permissions.current_user()
+        if user is None:
+            return False
+        granted = permissions._granted("permission", user)
+        return granted is not None and name in granted
 
     def circuit_breakers(self) -> dict[str, dict[str, Any]]:
         """Every circuit breaker's state and counters, as the current app sees them.

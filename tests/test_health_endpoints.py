@@ -350,6 +350,29 @@ def test_a_permission_opens_the_protected_endpoints(app: Flask, client: FlaskCli
     assert client.get("/health/metrics").status_code == 403
 
 
+def test_the_guards_permission_loader_opens_them(app: Flask, client: FlaskClient) -> None:
+    from flask import request
+
+    extension = resilience(app)
+    grants = {"ops": {"resilience:health"}, "guest": {"reports:read"}}
+
+    @extension.user_loader
+    def load_user() -> str | None:
+        return request.headers.get("X-User")
+
+    @extension.permission_loader
+    def load_permissions(user: str) -> set[str]:
+        return grants[user]
+
+    assert client.get("/health/metrics", headers={"X-User": "ops"}).status_code == 200
+    assert client.get("/health/metrics", headers={"X-User": "guest"}).status_code == 401
+    assert client.get("/health/metrics").status_code == 401
+    with app.test_request_context(headers={"X-User": "ops"}):
+        assert extension.has_permission("resilience:health")
+    with app.test_request_context():
+        assert not extension.has_permission("resilience:health")
+
+
 @pytest.mark.config(RESILIENCE_HEALTH_VERSION="2.4.1")
 def test_detailed_shows_everything(app: Flask, client: FlaskClient) -> None:
     state = app.extensions["resilience"]

@@ -36,8 +36,17 @@ PRODUCTION_DEFAULTS = {
 }
 
 
+# Production-like apps: session settings that pass the extension's cookie checks.
+SAFE_SESSION_SETTINGS = {
+    "SECRET_KEY": "3f1d6b0e9a7c42d58e6f1a2b3c4d5e6f7a8b9c0d",
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+
 def make_app(**config: Any) -> Flask:
     app = Flask(__name__)
+    app.config.update(SAFE_SESSION_SETTINGS)
     app.config.update(config)
     return app
 

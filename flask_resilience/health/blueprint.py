@@ -125,11 +125,11 @@ def require_access() -> None:
     bearer = given.strip() if scheme.lower() == "bearer" else ""
     if token and bearer and hmac.compare_digest(bearer.encode(), token.encode()):
         return
-    permitted = state.permission_check
-    if permitted is not None and permitted(PERMISSION):
+    permitted = state.permission_check or _guards_permission
+    if permitted(PERMISSION):
         return
     if not token:
-        if current_app.debug and permitted is None:
+        if current_app.debug:
             return
         raise HealthForbidden(
             "This endpoint is closed: set RESILIENCE_HEALTH_TOKEN"
@@ -151,6 +151,14 @@ def protected(view: Callable[[], Response]) -> Callable[[], Response]:
         return view()
 
     return guarded
+
+
+def _guards_permission(name: str) -> bool:
+    """Whether the request's user holds ``name`` through the guards' permission loader."""
+    state = _state()
+    if state.guards.permission_loader is None:
+        return False  # no loader: nobody holds a permission, and nothing to log
+    return state.extension.has_permission(name)
 
 
 def _score(outcomes: dict[str, Outcome], level: str) -> int:

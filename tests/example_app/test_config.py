@@ -67,7 +67,7 @@ def test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://app:secret@db.internal:5432/documents")
     monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/0")
     monkeypatch.setenv("OUTBOUND_URL", "http://partner.internal/status")
-    monkeypatch.setenv("SECRET_KEY", "from the environment")
+    monkeypatch.setenv("SECRET_KEY", "from the environment, long enough to sign")
 
     app = create_app({"INSTANCE_PATH": str(tmp_path)})
 
@@ -79,7 +79,7 @@ def test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert app.config["RATELIMIT_STORAGE_URI"] == "redis://cache.internal:6379/0"
     assert app.config["OUTBOUND_URL"] == "http://partner.internal/status"
-    assert app.config["SECRET_KEY"] == "from the environment"
+    assert app.config["SECRET_KEY"] == "from the environment, long enough to sign"
     assert not (tmp_path / "secret_key").exists()
 
 
@@ -87,15 +87,15 @@ def test_test_config_wins_over_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://app@db/documents")
-    monkeypatch.setenv("SECRET_KEY", "from the environment")
+    monkeypatch.setenv("SECRET_KEY", "from the environment, long enough to sign")
 
     app = create_app(
         {
             "INSTANCE_PATH": str(tmp_path),
             "SQLALCHEMY_DATABASE_URI": "sqlite:///other.db",
-            "SECRET_KEY": "from the test",
+            "SECRET_KEY": "from the test, long enough to sign sessions",
         }
     )
 
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///other.db"
-    assert app.config["SECRET_KEY"] == "from the test"
+    assert app.config["SECRET_KEY"] == "from the test, long enough to sign sessions"

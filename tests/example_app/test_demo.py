@@ -6,10 +6,14 @@ from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.datastructures import FileStorage
 
 from example_app import create_app
+from example_app.demo import TEXT
+from example_app.documents import DOCUMENT_UPLOADS
 from example_app.extensions import db
 from example_app.models import Document, Organization, User
+from flask_resilience import validate_upload
 
 from .helpers import basic_auth, on_both_backends
 
@@ -85,7 +89,19 @@ def test_demo_data(app_config: dict[str, object], instance_path: Path) -> None:
         with client.get(document["download_url"], headers=alice) as download:
             assert download.status_code == 200
             assert len(download.data) == document["size"]
-    assert len(list((instance_path / "uploads").rglob("*.txt"))) == 10
+            assert download.mimetype == document["content_type"]
+            assert download.headers["X-Content-Type-Options"] == "nosniff"
+    files = list((instance_path / "uploads").rglob("*.txt"))
+    assert len(files) == 10
+
+    # Each demo file is what an upload would have recorded: accepted by the same
+    # policy, with the type detected from its content.
+    with app.test_request_context():
+        for path in files:
+            with path.open("rb") as stream:
+                check = validate_upload(FileStorage(stream, path.name), policy=DOCUMENT_UPLOADS)
+            assert check.info is not None, check.error
+            assert check.info.mime_type == TEXT.content_type
 
 
 def test_demo_data_is_deterministic(tmp_path: Path, app_config: dict[str, object]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
+from ..uploads_helpers import HTML
 from .helpers import csrf_token_in
 
 
@@ -49,7 +50,29 @@ def test_upload_form_reports_a_missing_file(
 
     response = client.post("/documents", data={"csrf_token": token}, follow_redirects=True)
 
-    assert "Choose a file to upload" in response.get_data(as_text=True)
+    assert response.request.path == "/documents"
+    assert "No file was sent." in response.get_data(as_text=True)
+
+
+def test_upload_form_flashes_why_a_file_was_refused(
+    client: FlaskClient, login: Callable[..., None], instance_path: Path
+) -> None:
+    login("bob@acme.test")
+    token = csrf_token_in(client.get("/documents").get_data(as_text=True))
+
+    response = client.post(
+        "/documents",
+        data={"csrf_token": token, "file": (io.BytesIO(HTML), "invoice.pdf")},
+        content_type="multipart/form-data",
+    )
+    # A browser gets the list back with a message, not a problem document.
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/documents"
+
+    html = client.get("/documents").get_data(as_text=True)
+    assert "The content is text/html, which a browser or server would run." in html
+    assert "No documents yet." in html
+    assert not (instance_path / "uploads").exists()
 
 
 def test_upload_form_needs_the_csrf_token(
