@@ -190,7 +190,10 @@ def test_a_hanging_check_is_bounded_and_never_piles_up(app: Flask, client: Flask
             assert client.get("/health/ready").status_code == 503
             slowest = max(slowest, time.perf_counter() - started)
         assert slowest < 0.3 + 0.1
-        assert threading.active_count() == threads
+        # Flat: never more threads (other tests' idle threads may end meanwhile).
+        assert threading.active_count() <= threads
+        names = [thread.name for thread in threading.enumerate()]
+        assert names.count("health-check:hung") == 1
         assert starts == [1]
     finally:
         release.set()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from flask_resilience import Resilience
 from flask_resilience.health import Alert, Sample, alert_raised
@@ -388,3 +389,17 @@ def test_requests_never_move_the_monitors_cpu_baseline(tmp_path: Path) -> None:
     data = json.loads(client.get("/health/detailed", headers=AUTH).data)
     assert isinstance(data["system"]["cpu_percent"], float)
     assert health.cpu._last_system == baseline
+
+
+def test_an_app_nobody_holds_takes_its_monitor_thread_with_it(tmp_path: Path) -> None:
+    app = Flask("throwaway", instance_path=str(tmp_path))
+    app.config["RESILIENCE_MONITOR_INTERVAL"] = 0.05
+    Resilience(app)
+    app.test_client().get("/")
+    thread = app.extensions["resilience"].health.monitor._thread
+    assert thread is not None
+    assert thread.is_alive()
+    del app
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -234,7 +235,10 @@ class Monitor:
             self.active = self.switch.read()
             self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._loop, args=(self._stop,), name="resilience-monitor", daemon=True
+                target=_run,
+                args=(weakref.ref(self), self._stop),
+                name="resilience-monitor",
+                daemon=True,
             )
             self._thread.start()
 
@@ -252,10 +256,6 @@ class Monitor:
         self.active = enabled
         if enabled:
             self.start()
-
-    def _loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            self.tick()
 
     def tick(self) -> None:
         """One turn of the loop: follow the switch, then take and judge a sample."""
@@ -348,6 +348,25 @@ class Monitor:
             "sample_errors": self.errors,
             "history": [sample.as_dict() for sample in samples],
         }
+
+
+def _run(monitor_ref: weakref.ref[Monitor], stop: threading.Event) -> None:
+    """The monitor's thread. It holds its monitor weakly, so that an app nobody uses
+    any more (in a test suite, an application factory's throwaway app) takes its
+    thread with it when it is collected, instead of sampling for ever."""
+    while True:
+        monitor = monitor_ref()
+        if monitor is None:
+            return
+        interval = monitor.interval
+        del monitor
+        if stop.wait(interval):
+            return
+        monitor = monitor_ref()
+        if monitor is None:
+            return
+        monitor.tick()
+        del monitor
 
 
 def call_safely(callbacks: list[Callable[[Alert], Any]], alert: Alert) -> None:
