@@ -403,3 +403,14 @@ def test_an_app_nobody_holds_takes_its_monitor_thread_with_it(tmp_path: Path) ->
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_requests_of_an_app_in_testing_mode_start_no_monitor(tmp_path: Path) -> None:
+    app = create_app(instance_path=str(tmp_path), TESTING=True)
+    client = app.test_client()
+    client.get("/")
+    with app.app_context():
+        target = app.extensions["test_resilience"].monitor
+    assert target._thread is None
+    response = client.post("/health/monitoring/start", headers=AUTH)
+    assert json.loads(response.data)["monitoring"] == "running"

@@ -201,7 +201,8 @@ def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> Non
         if pid[0] != os.getpid():  # the first request of this process (a forked worker)
             pid[0] = os.getpid()
             health.reset_after_fork()
-            monitor.ensure_started()
+            if not app.testing:  # a test suite's many apps would each get a thread
+                monitor.ensure_started()
         method = environ.get("REQUEST_METHOD", "GET")
         if environ.get("PATH_INFO") == live_path and method in _READ:
             # Liveness says the process serves: nothing else runs, no hook, no I/O.
