@@ -11,7 +11,14 @@ import psutil
 from bench.table import Row, render
 
 # Each module has rows() -> list[Row]; the table keeps this order.
-MODULES = ("bench.core", "bench.breakers", "bench.uploads", "bench.guards", "bench.limits")
+MODULES = (
+    "bench.core",
+    "bench.breakers",
+    "bench.uploads",
+    "bench.guards",
+    "bench.health",
+    "bench.limits",
+)
 
 
 def main() -> int:

@@ -87,6 +87,61 @@ def check_str_list(key: str, value: Any) -> tuple[str, ...]:
     raise wrong_value(key, value, "a list of strings")
 
 
+def check_optional_str(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise wrong_value(key, value, "a non-empty string or None")
+
+
+def check_url_prefix(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.startswith("/") and not value.endswith("/"):
+        return value
+    raise wrong_value(key, value, "a path that starts with '/' and does not end with '/'")
+
+
+def check_fraction(key: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    raise wrong_value(key, value, "a number >= 0 and < 1")
+
+
+ALERT_THRESHOLD_DEFAULTS: Mapping[str, float] = MappingProxyType(
+    {
+        "cpu_usage": 80.0,
+        "memory_usage": 85.0,
+        "disk_usage": 90.0,
+        "response_time": 5.0,
+        "error_rate": 5.0,
+        "db_connections": 80.0,
+    }
+)
+
+
+def check_alert_thresholds(key: str, value: Any) -> Mapping[str, float]:
+    """Thresholds the user gives are merged over the defaults; unknown names are refused."""
+    if not isinstance(value, Mapping):
+        raise wrong_value(key, value, "a dict of threshold name to number")
+    unknown = sorted(str(name) for name in value if name not in ALERT_THRESHOLD_DEFAULTS)
+    if unknown:
+        raise wrong_value(
+            key, value, "only the names " + ", ".join(sorted(ALERT_THRESHOLD_DEFAULTS))
+        )
+    merged = dict(ALERT_THRESHOLD_DEFAULTS)
+    for name, number in value.items():
+        positive = check_number(minimum=0)(f"{key}[{name!r}]", number)
+        if positive == 0:
+            raise wrong_value(f"{key}[{name!r}]", number, "a number > 0")
+        merged[name] = float(positive)
+    return MappingProxyType(merged)
+
+
+def check_positive(key: str, value: Any) -> float:
+    number = check_number(minimum=0)(key, value)
+    if number == 0:
+        raise wrong_value(key, value, "a number > 0")
+    return float(number)
+
+
 def check_path(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.startswith("/")):
         return value
@@ -166,6 +221,100 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         check_bool,
         "Merge production pool defaults into SQLALCHEMY_ENGINE_OPTIONS and SQLALCHEMY_BINDS.",
+    ),
+    Setting("RESILIENCE_HEALTH_ENABLED", True, check_bool, "Mount the health blueprint."),
+    Setting(
+        "RESILIENCE_HEALTH_URL_PREFIX",
+        "/health",
+        check_url_prefix,
+        "Where the health blueprint is mounted.",
+    ),
+    Setting(
+        "RESILIENCE_HEALTH_TOKEN",
+        None,
+        check_optional_str,
+        "Bearer token for detailed, metrics, dashboard and the monitoring switch.",
+    ),
+    Setting(
+        "RESILIENCE_HEALTH_CHECK_TIMEOUT",
+        1.0,
+        check_positive,
+        "Seconds a health check may take before it counts as failed (per check default).",
+    ),
+    Setting(
+        "RESILIENCE_HEALTH_CACHE_TTL",
+        5.0,
+        check_number(minimum=0),
+        "Seconds a passing (or warning) check result is reused.",
+    ),
+    Setting(
+        "RESILIENCE_HEALTH_CACHE_TTL_FAILED",
+        1.0,
+        check_number(minimum=0),
+        "Seconds a failed check result is reused.",
+    ),
+    Setting(
+        "RESILIENCE_HEALTH_VERSION",
+        None,
+        check_optional_str,
+        "The service version shown by detailed health.",
+    ),
+    Setting(
+        "RESILIENCE_MONITOR_ENABLED",
+        True,
+        check_bool,
+        "Run the background monitor (one thread per worker, started on the first request).",
+    ),
+    Setting("RESILIENCE_MONITOR_INTERVAL", 5.0, check_positive, "Seconds between monitor samples."),
+    Setting(
+        "RESILIENCE_MONITOR_HISTORY",
+        360,
+        check_number(minimum=1, integer=True),
+        "Samples the monitor keeps (a ring buffer).",
+    ),
+    Setting(
+        "RESILIENCE_MONITOR_REDIS_URL",
+        None,
+        check_optional_str,
+        "Redis URL sharing the monitor's on/off switch between workers"
+        " (default: a file in the instance folder).",
+    ),
+    Setting(
+        "RESILIENCE_MONITOR_GC_ON_CRITICAL",
+        False,
+        check_bool,
+        "Run gc.collect() when memory reaches the critical level.",
+    ),
+    Setting(
+        "RESILIENCE_MONITOR_LEAK_SAMPLES",
+        30,
+        check_number(minimum=3, integer=True),
+        "Samples of steady RSS growth after which a memory leak is suspected.",
+    ),
+    Setting(
+        "RESILIENCE_TRACEMALLOC",
+        False,
+        check_bool,
+        "Trace allocations; detailed health?tracemalloc=1 then shows the top ones.",
+    ),
+    Setting(
+        "RESILIENCE_ALERT_THRESHOLDS",
+        dict(ALERT_THRESHOLD_DEFAULTS),
+        check_alert_thresholds,
+        "Alert thresholds merged over the defaults (cpu_usage, memory_usage, disk_usage,"
+        " response_time, error_rate, db_connections).",
+    ),
+    Setting(
+        "RESILIENCE_ALERT_WARNING_MARGIN",
+        0.1,
+        check_fraction,
+        "Share of a threshold below it where the level is already warning.",
+    ),
+    Setting(
+        "RESILIENCE_ALERT_HYSTERESIS",
+        0.05,
+        check_fraction,
+        "Share of a threshold a value must fall below a level's boundary to leave it.",
     ),
     Setting(
         "RESILIENCE_API_PREFIXES",

@@ -16,9 +16,11 @@ from . import (
     client_errors,
     database,
     deadlines,
+    health,
     lifecycle,
     limiting,
     log,
+    permissions,
     problems,
     retry,
     sessions,
@@ -27,11 +29,16 @@ from . import (
 )
 from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
+from .health.checks import HealthCheck
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter, RouteLimit
     from flask_sqlalchemy import SQLAlchemy
 
+    from .health.monitor import Alert, Monitor
+
+CheckFunction = TypeVar("CheckFunction", bound=Callable[[], Any])
+AlertCallback = TypeVar("AlertCallback", bound="Callable[[Alert], Any]")
 F = TypeVar("F", bound=Callable[..., object])
 V = TypeVar("V", bound=Callable[..., object] | Blueprint)
 
@@ -44,6 +51,11 @@ class _State:
     config: Mapping[str, Any]
     db: SQLAlchemy | None = None
     pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
+    health: health.HealthState | None = None
+    # Set when a graceful shutdown begins: readiness then answers 503.
+    draining: threading.Event = field(default_factory=threading.Event)
+    # Other parts show their state in detailed health ("circuit_breakers", "rate_limit").
+    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
     breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
     circuit_link: circuit._RedisLink | None = None
     bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
@@ -53,8 +65,6 @@ class _State:
     session_checks: bool = False
     # The session timeouts' clock, in seconds; tests may set another.
     time_source: Callable[[], float] = time.time
-    draining: threading.Event = field(default_factory=threading.Event)
-    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
     limiter: Limiter | None = None
     lifecycle: lifecycle.Lifecycle = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -92,6 +102,8 @@ class Resilience:
         limiter: Limiter | None = None,
     ) -> None:
         self._db = db
+        self._health_checks: dict[str, HealthCheck] = {}
+        self._alert_callbacks: list[Callable[[Alert], Any]] = []
         self._guards = access.GuardCallbacks()
         self._limiter = limiter or limiting.new_limiter()
         self._cleanups: list[lifecycle.Cleanup] = []
@@ -138,6 +150,7 @@ class Resilience:
         limiting.trust_proxies(app, config["RESILIENCE_TRUSTED_PROXIES"])
         limiting.init_app(app, state, self._limiter)
         lifecycle.init_app(app, state)
+        health.init_app(app, state)
         if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
             startup.validate(app)
 
@@ -153,6 +166,50 @@ class Resilience:
         if state.db is None:
             return {}
         return database.pool_status(state.db, state.pool_options)
+
+    def health_check(
+        self, name: str, *, critical: bool = False, timeout: float | None = None
+    ) -> Callable[[CheckFunction], CheckFunction]:
+        """Register a health check, before or after ``init_app``::
+
+            @resilience.health_check("redis", critical=True, timeout=1.0)
+            def redis_up():
+                return redis_client.ping()
+
+        The function returns ``True`` or ``None`` (pass), ``False`` (fail), a status
+        string (``"pass"``, ``"warn"``, ``"fail"``) or a
+        :class:`~flask_resilience.health.HealthResult`; raising is a fail. It runs
+        in an app context, in a thread of its own, bounded by ``timeout``.
+
+        :param name: the key in the answer, ``component`` or ``component:measurement``.
+        :param critical: readiness fails when this check fails.
+        :param timeout: seconds; ``RESILIENCE_HEALTH_CHECK_TIMEOUT`` by default.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout is {timeout!r}; expected a number of seconds > 0.")
+
+        def register(func: CheckFunction) -> CheckFunction:
+            self._health_checks[name] = HealthCheck(name, func, critical, timeout)
+            return func
+
+        return register
+
+    def on_alert(self, callback: AlertCallback) -> AlertCallback:
+        """Call ``callback(alert)`` on every level change of a monitored metric.
+
+        ``alert`` has ``metric``, ``level``, ``previous``, ``value``, ``threshold`` and
+        ``time``. It runs on the monitor's thread; an exception is logged and ignored.
+        """
+        self._alert_callbacks.append(callback)
+        return callback
+
+    @property
+    def monitor(self) -> Monitor:
+        """The current app's background monitor (this process's)."""
+        state = _get_state()
+        if state.health is None:
+            raise RuntimeError("Health is off for this app: RESILIENCE_HEALTH_ENABLED is False.")
+        return state.health.monitor
 
     # Callbacks of the guards, registered like Flask-Login's user_loader, before or
     # after init_app. Each returns the callback, so they work as decorators.
@@ -259,6 +316,18 @@ class Resilience:
         returns at once. Servers call this for you (SIGTERM, the gunicorn hooks).
         """
         _get_state().lifecycle.shutdown()
+
+    def has_permission(self, name: str) -> bool:
+        """Whether the current request's user holds the permission ``name``.
+
+        Asks the ``permission_loader`` (once per request, like the guards); no user,
+        no loader or a failing loader means no. Needs a request context.
+        """
+        user = permissions.current_user()
+        if user is None:
+            return False
+        granted = permissions._granted("permission", user)
+        return granted is not None and name in granted
 
     def circuit_breakers(self) -> dict[str, dict[str, Any]]:
         """Every circuit breaker's state and counters, as the current app sees them.

@@ -105,15 +105,14 @@ def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
 
 
 def _register_health_check(state: _State, limiter: Limiter) -> None:
-    """A non-critical readiness check of the storage, where the health checks exist."""
-    health_check = getattr(state.extension, "health_check", None)
-    if health_check is None:
-        return
+    """A non-critical check of the storage: it warns while the limiter runs on its fallback."""
 
     def rate_limit_storage() -> str:
         return storage_health(limiter)
 
-    health_check("rate_limit_storage", critical=False, timeout=2.0)(rate_limit_storage)
+    state.extension.health_check("rate_limit_storage", critical=False, timeout=2.0)(
+        rate_limit_storage
+    )
 
 
 def fill_defaults(config: dict[str, Any]) -> None:

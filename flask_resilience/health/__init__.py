@@ -1,0 +1,300 @@
+"""Health endpoints, checks, request statistics, the background monitor and metrics.
+
+``init_app(app, state)`` mounts the blueprint, registers the built-in checks and
+adds the request hook that counts requests and starts the monitor lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from blinker import Namespace
+from flask import Flask
+
+from ..database import pool_status
+from . import builtin
+from .checks import CheckRunner, HealthCheck, HealthResult, Outcome
+from .metrics import Metrics
+from .monitor import (
+    Alert,
+    FileSwitch,
+    Monitor,
+    RedisSwitch,
+    Sample,
+    Switch,
+    Thresholds,
+    call_safely,
+    logger,
+)
+from .stats import Counted, RequestLog, RequestStats
+from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
+
+if TYPE_CHECKING:
+    from ..extension import _State
+
+__all__ = ["Alert", "HealthCheck", "HealthResult", "Sample", "alert_raised", "init_app"]
+
+_signals = Namespace()
+alert_raised = _signals.signal("resilience-alert")
+"""Sent on every level change of a monitored metric: ``sender`` is the app,
+``alert`` the :class:`Alert`."""
+
+BLUEPRINT = "resilience_health"
+PERMISSION = "resilience:health"
+"""The permission that opens detailed health, metrics, the dashboard and the switch."""
+
+SWITCH_FILE = "resilience-monitor.json"
+
+
+@dataclass
+class HealthState:
+    """The health part's share of the app's state."""
+
+    runner: CheckRunner
+    builtin_checks: list[HealthCheck]
+    stats: RequestStats
+    requests: RequestLog
+    monitor: Monitor
+    metrics: Metrics
+    cpu: CpuMeter  # the monitor's: nothing else reads it, so its baseline is its own
+    request_cpu: CpuMeter  # for requests when the monitor has no recent sample
+    process: psutil.Process
+    disk_path: str
+    last_sample: list[Sample] = field(default_factory=list)
+
+    def reset_after_fork(self) -> None:
+        """A worker forked from a parent that had already measured starts afresh."""
+        self.process = current_process()
+        self.cpu = CpuMeter()
+        self.request_cpu = CpuMeter()
+        self.last_sample.clear()
+
+    def cpu_now(self) -> tuple[float | None, float | None]:
+        """(host CPU %, process CPU %): the monitor's latest reading while it is
+        fresh, else from a meter of the requests' own, never moving the monitor's."""
+        monitor = self.monitor
+        if self.last_sample and time.time() - self.last_sample[0].time < 2 * monitor.interval:
+            sample = self.last_sample[0]
+            return sample.cpu_usage, sample.process_cpu
+        return self.request_cpu.read()
+
+
+def init_app(app: Flask, state: _State) -> None:
+    config = state.config
+    if not config["RESILIENCE_HEALTH_ENABLED"]:
+        return
+    from .blueprint import blueprint
+
+    health = _build(app, state)
+    state.health = health
+    prefix = config["RESILIENCE_HEALTH_URL_PREFIX"]
+    app.register_blueprint(blueprint, url_prefix=prefix)
+    # The other parts' state, read through the extension's public methods.
+    state.detail_providers.setdefault("circuit_breakers", state.extension.circuit_breakers)
+    state.detail_providers.setdefault("bulkheads", state.extension.bulkheads)
+    if config["RESILIENCE_TRACEMALLOC"] and not tracemalloc.is_tracing():
+        tracemalloc.start()
+    _add_request_hooks(app, health, prefix)
+
+
+def _build(app: Flask, state: _State) -> HealthState:
+    config = state.config
+    limits = config["RESILIENCE_ALERT_THRESHOLDS"]
+    margin = config["RESILIENCE_ALERT_WARNING_MARGIN"]
+    timeout = config["RESILIENCE_HEALTH_CHECK_TIMEOUT"]
+    checks = [
+        *builtin.database_checks(app, state.db),
+        *builtin.redis_checks(config, timeout),
+        *builtin.disk_checks(app, limits["disk_usage"], margin),
+        builtin.memory_check(limits["memory_usage"], margin),
+    ]
+    runner = CheckRunner(
+        timeout=timeout,
+        ttl=config["RESILIENCE_HEALTH_CACHE_TTL"],
+        ttl_failed=config["RESILIENCE_HEALTH_CACHE_TTL_FAILED"],
+    )
+    stats = RequestStats()
+    metrics = Metrics()
+
+    def count(batch: list[Counted]) -> None:
+        stats.record_many(batch)
+        metrics.record_many(batch)
+
+    cpu = CpuMeter()
+    health = HealthState(
+        runner=runner,
+        builtin_checks=checks,
+        stats=stats,
+        monitor=None,  # type: ignore[arg-type]  # set below: it samples through health
+        metrics=metrics,
+        requests=RequestLog(count, skip_prefix=f"{BLUEPRINT}."),
+        cpu=cpu,
+        request_cpu=CpuMeter(),
+        process=current_process(),
+        disk_path=app.instance_path,
+    )
+    health.monitor = Monitor(
+        interval=config["RESILIENCE_MONITOR_INTERVAL"],
+        history=config["RESILIENCE_MONITOR_HISTORY"],
+        thresholds=Thresholds(
+            limits, margin=margin, hysteresis=config["RESILIENCE_ALERT_HYSTERESIS"]
+        ),
+        collect=lambda: collect_sample(app, state, health),
+        on_alert=lambda alert: _announce(app, state, alert),
+        switch=_switch(app, config),
+        leak_samples=config["RESILIENCE_MONITOR_LEAK_SAMPLES"],
+        gc_on_critical=config["RESILIENCE_MONITOR_GC_ON_CRITICAL"],
+        # Every worker's counts reach the shared metrics within one interval.
+        housekeeping=health.requests.drain,
+    )
+    return health
+
+
+def _switch(app: Flask, config: Any) -> Switch:
+    default = config["RESILIENCE_MONITOR_ENABLED"]
+    url = config["RESILIENCE_MONITOR_REDIS_URL"]
+    if url:
+        return RedisSwitch(url, default)
+    return FileSwitch(Path(app.instance_path) / SWITCH_FILE, default)
+
+
+def _announce(app: Flask, state: _State, alert: Alert) -> None:
+    call_safely(list(state.extension._alert_callbacks), alert)
+    try:
+        alert_raised.send(app, alert=alert)
+    except Exception:
+        logger.exception("A receiver of the alert signal raised")
+
+
+_READ = ("GET", "HEAD")
+LIVE_BODY = b'{"status": "pass"}'
+_LIVE_HEADERS = (
+    ("Content-Type", "application/health+json"),
+    ("Content-Length", str(len(LIVE_BODY))),
+    ("Cache-Control", "no-store"),
+)
+
+
+def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> None:
+    """Time every request and start the monitor with a process's first request.
+
+    This runs on every request, so it is a WSGI wrapper rather than Flask hooks
+    (which cost more than the counting): it reads the endpoint from Flask's request
+    while the response starts, and leaves the counting to :class:`RequestLog`.
+    The wrapper also answers liveness itself, before Flask: it is polled often and
+    must not depend on anything a later part adds to the request.
+    """
+    monitor, finished = health.monitor, health.requests.add
+    wsgi_app = app.wsgi_app
+    pid = [0]  # no process has served a request yet
+    live_path = live_prefix + "/live"
+
+    def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        if pid[0] != os.getpid():  # the first request of this process (a forked worker)
+            pid[0] = os.getpid()
+            health.reset_after_fork()
+            if not app.testing:  # a test suite's many apps would each get a thread
+                monitor.ensure_started()
+        method = environ.get("REQUEST_METHOD", "GET")
+        if environ.get("PATH_INFO") == live_path and method in _READ:
+            # Liveness says the process serves: nothing else runs, no hook, no I/O.
+            start_response("200 OK", list(_LIVE_HEADERS))
+            return [] if method == "HEAD" else [LIVE_BODY]
+        started = time.monotonic()
+
+        def start_timed_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            # Flask's request is still in the environ while the response starts.
+            current = environ.get("werkzeug.request")
+            endpoint = getattr(current, "endpoint", None)
+            ended = time.monotonic()
+            finished((ended, ended - started, status, endpoint, method))
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start_timed_response)
+
+    app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
+
+
+def pool_capacity_used(pools: dict[str, dict[str, Any]]) -> float | None:
+    """The highest share of pool capacity (size + overflow) in use, in percent."""
+    shares = []
+    for status in pools.values():
+        size, overflow = status.get("size"), status["limits"].get("max_overflow", 0)
+        if size is None or overflow is None or overflow < 0 or size + overflow <= 0:
+            continue
+        shares.append(100.0 * status["checked_out"] / (size + overflow))
+    return round(max(shares), 2) if shares else None
+
+
+def pools(state: _State) -> dict[str, dict[str, Any]]:
+    """Pool status of each engine without its URL (``default`` for the default bind)."""
+    if state.db is None:
+        return {}
+    result = {}
+    for bind, status in pool_status(state.db, state.pool_options).items():
+        status = dict(status)
+        status.pop("url", None)
+        result["default" if bind is None else bind] = status
+    return result
+
+
+def collect_sample(app: Flask, state: _State, health: HealthState) -> Sample:
+    """One monitor sample; runs on the monitor's thread."""
+    with app.app_context():
+        engine_pools = pools(state)
+        breakers = provided(state, "circuit_breakers")
+    cpu, process_cpu = health.cpu.read()
+    health.requests.drain()
+    window = health.stats.window(60)
+    process = process_metrics(health.process)
+    sample = Sample(
+        time=time.time(),
+        cpu_usage=cpu,
+        memory_usage=memory_usage()["percent"],
+        disk_usage=disk_usage(health.disk_path)["percent"],
+        response_time=window["latency_p95"],
+        error_rate=window["error_rate"] if window["requests"] else None,
+        db_connections=pool_capacity_used(engine_pools),
+        process_cpu=process_cpu,
+        rss_bytes=process["rss_bytes"],
+        requests_per_second=window["requests_per_second"],
+    )
+    health.metrics.update(
+        system={"cpu": cpu, "memory": sample.memory_usage, "disk": sample.disk_usage},
+        process=process,
+        pools=engine_pools,
+        breakers=breakers,
+        level=health.monitor.level,
+    )
+    health.last_sample[:] = [sample]
+    return sample
+
+
+def provided(state: _State, name: str) -> Any:
+    """What another part's detail provider says, ``None`` without one or when it fails."""
+    provider: Callable[[], Any] | None = state.detail_providers.get(name)
+    if provider is None:
+        return None
+    try:
+        return provider()
+    except Exception:
+        logger.warning("The %r detail provider raised", name, exc_info=True)
+        return {"error": "unavailable"}
+
+
+def all_checks(state: _State) -> list[HealthCheck]:
+    assert state.health is not None
+    return [*state.health.builtin_checks, *state.extension._health_checks.values()]
+
+
+def run_checks(app: Flask, state: _State, *, critical_only: bool = False) -> dict[str, Outcome]:
+    assert state.health is not None
+    checks = [c for c in all_checks(state) if c.critical or not critical_only]
+    return state.health.runner.run(checks, app.app_context)

@@ -1,0 +1,118 @@
+"""The checks every app gets: its databases, its Redis, its disks and its memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from .checks import HealthCheck, HealthResult
+from .system import disk_usage, memory_usage
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+
+def level_status(value: float, limit: float, margin: float) -> str:
+    if value >= limit:
+        return "fail"
+    return "warn" if value >= limit * (1 - margin) else "pass"
+
+
+def database_checks(app: Flask, db: SQLAlchemy | None) -> list[HealthCheck]:
+    """``SELECT 1`` through the pool of each bind, critical."""
+    if db is None:
+        return []
+    binds: list[str | None] = []
+    if app.config.get("SQLALCHEMY_DATABASE_URI") or "url" in app.config.get(
+        "SQLALCHEMY_ENGINE_OPTIONS", {}
+    ):
+        binds.append(None)
+    binds.extend(app.config.get("SQLALCHEMY_BINDS", {}))
+    checks = []
+    for bind in binds:
+        name = "database:responseTime" if bind is None else f"database.{bind}:responseTime"
+        checks.append(HealthCheck(name, _select_one(db, bind), critical=True))
+    return checks
+
+
+def _select_one(db: SQLAlchemy, bind: str | None) -> Callable[[], HealthResult]:
+    def check() -> HealthResult:
+        started = time.perf_counter()
+        with db.engines[bind].connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return HealthResult("pass", round((time.perf_counter() - started) * 1000, 3), "ms")
+
+    return check
+
+
+def redis_urls(config: Mapping[str, Any]) -> dict[str, str]:
+    """The Redis servers the app's resilience parts use, by what they are for."""
+    urls = {}
+    storage = config.get("RATELIMIT_STORAGE_URI")
+    if isinstance(storage, str) and storage.startswith(("redis://", "rediss://")):
+        urls["ratelimit"] = storage
+    monitor = config.get("RESILIENCE_MONITOR_REDIS_URL")
+    if monitor and monitor not in urls.values():
+        urls["monitor"] = monitor
+    return urls
+
+
+def redis_checks(config: Mapping[str, Any], timeout: float) -> list[HealthCheck]:
+    """``PING`` each Redis server in use, critical."""
+    urls = redis_urls(config)
+    return [
+        HealthCheck(
+            "redis:responseTime" if len(urls) == 1 else f"redis.{purpose}:responseTime",
+            _ping(url, timeout),
+            critical=True,
+        )
+        for purpose, url in urls.items()
+    ]
+
+
+def _ping(url: str, timeout: float) -> Callable[[], HealthResult]:
+    clients: list[Any] = []
+
+    def check() -> HealthResult:
+        if not clients:
+            import redis
+
+            clients.append(
+                redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            )
+        started = time.perf_counter()
+        clients[0].ping()
+        return HealthResult("pass", round((time.perf_counter() - started) * 1000, 3), "ms")
+
+    return check
+
+
+def disk_checks(app: Flask, limit: float, margin: float) -> list[HealthCheck]:
+    """Space used on the disks of the instance folder and the upload folder."""
+    folders = {"disk:utilization": app.instance_path}
+    uploads = app.config.get("UPLOAD_FOLDER")
+    if isinstance(uploads, str) and uploads:
+        folders["disk.uploads:utilization"] = uploads
+
+    def check_for(folder: str) -> Callable[[], HealthResult]:
+        def check() -> HealthResult:
+            percent = disk_usage(folder)["percent"]
+            return HealthResult(level_status(percent, limit, margin), percent, "percent")
+
+        return check
+
+    return [HealthCheck(name, check_for(folder)) for name, folder in folders.items()]
+
+
+def memory_check(limit: float, margin: float) -> HealthCheck:
+    """Memory in use, of the container's limit when there is one."""
+
+    def check() -> HealthResult:
+        percent = memory_usage()["percent"]
+        return HealthResult(level_status(percent, limit, margin), percent, "percent")
+
+    return HealthCheck("memory:utilization", check)
