@@ -25,6 +25,7 @@ from flask.cli import ScriptInfo, with_appcontext
 
 from . import startup
 from .extension import _get_state
+from .health.blueprint import IN_PROCESS_CALLER
 from .startup import CheckResult
 
 PROBE_TIMEOUT = 5.0
@@ -75,11 +76,16 @@ def check_command(
 
 @resilience_group.command("status")
 @click.option("--url", help="Ask a running app at this base URL instead of loading it.")
+@click.option(
+    "--token",
+    envvar="RESILIENCE_HEALTH_TOKEN",
+    help="The health token, for --url (default: $RESILIENCE_HEALTH_TOKEN).",
+)
 @click.option("--timeout", type=float, default=PROBE_TIMEOUT, show_default=True)
 @click.pass_context
-def status_command(ctx: click.Context, url: str | None, timeout: float) -> None:
-    """Print the app's health summary; exit 1 unless it is healthy."""
-    status, body = _get(ctx, url, "detailed", timeout)
+def status_command(ctx: click.Context, url: str | None, token: str | None, timeout: float) -> None:
+    """Print the app's detailed health; exit 1 unless it is healthy."""
+    status, body = _get(ctx, url, "detailed", timeout, token=token)
     if status == 404 and url is None:
         status, body = 200, _local_summary(_load_app(ctx))
     click.echo(_pretty(body))
@@ -99,13 +105,18 @@ def probe_command(ctx: click.Context, kind: str, url: str | None, timeout: float
     ctx.exit(0 if healthy else 1)
 
 
-def _get(ctx: click.Context, url: str | None, endpoint: str, timeout: float) -> tuple[int, Any]:
-    """(status, body) of ``<health prefix>/<endpoint>``, over HTTP or in-process."""
+def _get(
+    ctx: click.Context, url: str | None, endpoint: str, timeout: float, token: str | None = None
+) -> tuple[int, Any]:
+    """(status, body) of ``<health prefix>/<endpoint>``, over HTTP or in-process.
+
+    In-process the caller holds the app already, so the protected endpoints let it in.
+    """
     if url is not None:
-        return _get_over_http(f"{url.rstrip('/')}/health/{endpoint}", timeout)
+        return _get_over_http(f"{url.rstrip('/')}/health/{endpoint}", timeout, token)
     app = _load_app(ctx)
     prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health").rstrip("/")
-    response = app.test_client().get(f"{prefix}/{endpoint}")
+    response = app.test_client().get(f"{prefix}/{endpoint}", environ_base={IN_PROCESS_CALLER: True})
     return response.status_code, _decoded(response.get_data(as_text=True))
 
 
@@ -116,8 +127,11 @@ def _load_app(ctx: click.Context) -> Flask:
         raise click.ClickException(f"cannot load the app: {error}") from error
 
 
-def _get_over_http(url: str, timeout: float) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+def _get_over_http(url: str, timeout: float, token: str | None) -> tuple[int, Any]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), _decoded(response.read().decode(errors="replace"))

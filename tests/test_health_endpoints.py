@@ -584,3 +584,8 @@ def test_health_score() -> None:
     assert _score({"a": outcome("fail"), "b": outcome("warn")}, "warning") == 70
     many = {str(n): outcome("fail", critical=True) for n in range(4)}
     assert _score(many, "critical") == 0
+
+
+def test_a_client_cannot_claim_to_be_an_in_process_caller(client: FlaskClient) -> None:
+    forged = {"flask_resilience.in_process": "1", "Flask-Resilience-In-Process": "1"}
+    assert client.get("/health/detailed", headers=forged).status_code == 401

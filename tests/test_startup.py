@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from flask import Flask, jsonify
+from flask import Flask
 from flask.cli import ScriptInfo
 from werkzeug.serving import make_server
 
@@ -249,30 +249,13 @@ def test_the_check_command_reports_instead_of_refusing(make_app: Callable[..., F
 # --- status and probe -------------------------------------------------------------------
 
 
-def health_app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app(RESILIENCE_SHUTDOWN_TIMEOUT=1)
+HEALTH_TOKEN = "a-health-token-for-the-status-command"
+
+
+def health_app(make_app: Callable[..., Flask], **config: Any) -> Flask:
+    app = make_app(RESILIENCE_SHUTDOWN_TIMEOUT=1, RESILIENCE_HEALTH_TOKEN=HEALTH_TOKEN, **config)
     Resilience(app)
-
-    @app.get("/health/live")
-    def live() -> object:
-        return jsonify(status="pass")
-
-    @app.get("/health/ready")
-    def ready() -> object:
-        draining = app.extensions["resilience"].draining.is_set()
-        return jsonify(status="fail" if draining else "pass"), 503 if draining else 200
-
     return app
-
-
-def test_probe_in_process(make_app: Callable[..., Flask]) -> None:
-    app = health_app(make_app)
-    assert run(app, "probe", "live").exit_code == 0
-    assert run(app, "probe", "ready").exit_code == 0
-    app.extensions["resilience"].draining.set()
-    result = run(app, "probe", "ready")
-    assert result.exit_code == 1
-    assert "ready: 503" in result.output
 
 
 @pytest.fixture
@@ -312,7 +295,7 @@ def test_probe_over_http(serving: tuple[Flask, str]) -> None:
 def test_status_without_a_health_endpoint_prints_the_extensions_sections(
     make_app: Callable[..., Flask],
 ) -> None:
-    app = health_app(make_app)
+    app = health_app(make_app, RESILIENCE_HEALTH_ENABLED=False)
     result = run(app, "status")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -322,16 +305,21 @@ def test_status_without_a_health_endpoint_prints_the_extensions_sections(
 
 def test_status_prints_the_detailed_health(serving: tuple[Flask, str]) -> None:
     app, url = serving
+    app.extensions["resilience"].extension.health_check("broken", critical=True)(lambda: False)
 
-    @app.get("/health/detailed")
-    def detailed() -> object:
-        return jsonify(status="fail"), 503
+    in_process = run(app, "status")
+    assert in_process.exit_code == 1
+    report = json.loads(in_process.output)
+    assert report["status"] == "fail"
+    assert report["checks"]["broken"][0]["status"] == "fail"
 
-    assert json.loads(run(app, "status").output) == {"status": "fail"}
-    assert run(app, "status").exit_code == 1
-    result = run(app, "status", "--url", url)
-    assert result.exit_code == 1
-    assert json.loads(result.output) == {"status": "fail"}
+    over_http = run(app, "status", "--url", url, "--token", HEALTH_TOKEN)
+    assert over_http.exit_code == 1
+    assert json.loads(over_http.output)["checks"]["broken"][0]["status"] == "fail"
+
+    refused = run(app, "status", "--url", url)
+    assert refused.exit_code == 1
+    assert json.loads(refused.output)["status"] == 401
 
 
 def test_sqlite_binds_and_no_rate_limiting(make_app: Callable[..., Flask], tmp_path: Path) -> None:
@@ -349,14 +337,6 @@ def test_sqlite_binds_and_no_rate_limiting(make_app: Callable[..., Flask], tmp_p
 def test_status_of_an_app_without_the_extension(make_app: Callable[..., Flask]) -> None:
     result = run(make_app(), "status")
     assert "not initialised" in result.output
-
-
-def test_status_prints_a_text_answer_as_it_is(make_app: Callable[..., Flask]) -> None:
-    app = health_app(make_app)
-    app.add_url_rule("/health/detailed", "detailed", lambda: "all good")
-    result = run(app, "status")
-    assert result.exit_code == 0
-    assert result.output.strip() == "all good"
 
 
 def test_the_flask_command_finds_the_group_through_its_entry_point(tmp_path: Path) -> None:

@@ -114,11 +114,18 @@ def ready() -> Response:
     return _health_response(body, status, max_age=_max_age(status))
 
 
+# Set by callers inside the process (``flask resilience status``), which hold the
+# app already. A client cannot set it: servers put what clients send under HTTP_*.
+IN_PROCESS_CALLER = "flask_resilience.in_process"
+
+
 def require_access() -> None:
     """Let the request through with the bearer token or the health permission.
 
     Without a token configured the protected endpoints are open only in debug mode.
     """
+    if request.environ.get(IN_PROCESS_CALLER):
+        return
     state = _state()
     token: str | None = state.config["RESILIENCE_HEALTH_TOKEN"]
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
