@@ -16,15 +16,17 @@ ROUNDS = 15
 REPEAT = 2000
 
 
+# Production-like settings, so that the extension has nothing to warn about.
+PRODUCTION_CONFIG = {
+    "SECRET_KEY": "bench-secret-key-long-enough-to-be-taken-seriously",
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+
 def hello_app(**config: Any) -> Flask:
     app = Flask("bench")
-    # Production-like settings, so that the extension has nothing to warn about.
-    app.config.update(
-        SECRET_KEY="bench-secret-key-long-enough-to-be-taken-seriously",
-        SESSION_COOKIE_SECURE=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
-    app.config.update(config)
+    app.config.update(PRODUCTION_CONFIG, **config)
 
     @app.get("/")
     def hello() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
+from bench.core import PRODUCTION_CONFIG
 from bench.table import Row, median_seconds, render
 from flask_resilience import Resilience
 
@@ -42,7 +43,7 @@ def _bare() -> Flask:
 
 def _resilient(**config: Any) -> Flask:
     app = Flask("resilient", instance_path=tempfile.mkdtemp(prefix="bench-health-"))
-    app.config.update(RESILIENCE_HEALTH_TOKEN="bench-token", **config)
+    app.config.update(PRODUCTION_CONFIG, RESILIENCE_HEALTH_TOKEN="bench-token", **config)
     app.get("/")(lambda: "hello")
     Resilience(app)
     return app
