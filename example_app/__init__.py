@@ -11,7 +11,12 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, auth, pages
+from . import (
+    api,
+    auth,
+    pages,
+    permissions,  # noqa: F401  (registers the guards' loaders on import)
+)
 from .config import configure
 from .demo import init_db_command
 from .extensions import db, login_manager, resilience
@@ -37,5 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    # The same answer the guards give, so a page shows only what the user may do.
+    app.jinja_env.globals["has_permission"] = resilience.has_permission
     app.cli.add_command(init_db_command)
     return app

@@ -1,5 +1,7 @@
 """The JSON API under ``/api``: every route needs a user and sees only their organization.
 
+Each route names the permission it needs (see ``permissions.py``); the extension's
+guards answer 403 problem+json, with a ``reason`` member, when the user lacks it.
 Errors are raised as HTTP exceptions; flask_resilience answers them as
 problem+json documents (RFC 9457), with the same shape on every route.
 """
@@ -16,13 +18,15 @@ from werkzeug.exceptions import BadGateway
 
 from flask_resilience import (
     ProblemError,
+    org_access_required,
+    permission_required,
     request_timeout,
     send_upload,
     validate_uploads,
     validated_uploads,
 )
 
-from .auth import current_account, uploaders_only
+from .auth import current_account, limit_basic_auth_failures
 from .documents import (
     DOCUMENT_UPLOADS,
     UploadError,
@@ -36,6 +40,7 @@ from .outbound import OutboundError, fetch_guarded
 from .stats import organization_stats
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+limit_basic_auth_failures(bp)
 
 
 @bp.before_request
@@ -96,12 +101,15 @@ def me() -> ResponseReturnValue:
 
 
 @bp.get("/documents")
+@permission_required("documents:read")
 def list_documents() -> ResponseReturnValue:
     return document_page(current_account().organization_id)
 
 
 @bp.post("/documents")
-@uploaders_only
+# Above @validate_uploads: a viewer is refused before the file is looked at, learns
+# nothing about it, and costs the server nothing.
+@permission_required("documents:write")
 @validate_uploads("file", policy=DOCUMENT_UPLOADS, max_files=1)
 def upload_document() -> ResponseReturnValue:
     # A refused file never gets here: the decorator answers 400, 413 or 415 with
@@ -116,11 +124,13 @@ def upload_document() -> ResponseReturnValue:
 
 
 @bp.get("/documents/<int:doc_id>")
+@permission_required("documents:read")
 def document_detail(doc_id: int) -> ResponseReturnValue:
     return document_json(own_document(doc_id))
 
 
 @bp.get("/documents/<int:doc_id>/download")
+@permission_required("documents:read")
 def download_document(doc_id: int) -> ResponseReturnValue:
     document = own_document(doc_id)
     # An attachment the browser will not sniff; a 404 if the file has gone from the disk.
@@ -133,13 +143,16 @@ def download_document(doc_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/orgs/<int:org_id>/documents")
+@permission_required("documents:read")
+# The organization is in the address, so asking for another one is a 403, not a 404:
+# it reveals nothing the caller could not guess. Single documents stay 404 (own_document).
+@org_access_required(org_id_arg="org_id")
 def organization_documents(org_id: int) -> ResponseReturnValue:
-    if org_id != current_account().organization_id:
-        abort(403, description="You can only list your own organization's documents.")
     return document_page(org_id)
 
 
 @bp.get("/stats")
+@permission_required("stats:read")
 @request_timeout(10)  # aggregates: a statement still running after 10 s is cancelled (504)
 def stats() -> ResponseReturnValue:
     return organization_stats(current_account().organization_id)

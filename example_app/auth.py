@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import lru_cache, wraps
-from typing import ParamSpec, TypeVar
+from functools import lru_cache
 
 from flask import (
     Blueprint,
     Request,
-    abort,
+    Response,
     current_app,
     flash,
     redirect,
@@ -24,7 +22,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db, login_manager
+from .extensions import db, login_manager, resilience
 from .models import User
 from .security import check_csrf, is_safe_redirect
 
@@ -33,8 +31,8 @@ bp.before_request(check_csrf)
 
 API_REALM = "Documents API"
 
-P = ParamSpec("P")
-R = TypeVar("R")
+# Per client address. Enough for someone mistyping a password, far too few to guess one.
+LOGIN_ATTEMPTS = "10 per minute"
 
 
 def current_account() -> User:
@@ -42,23 +40,6 @@ def current_account() -> User:
     user = current_user._get_current_object()
     assert isinstance(user, User), "view is missing login_required"
     return user
-
-
-def uploaders_only(view: Callable[P, R]) -> Callable[P, R]:
-    """Refuse viewers with a 403 before anything else looks at the request.
-
-    Placed above ``@validate_uploads``, so a viewer learns nothing about their file
-    and the server spends nothing on checking it.
-    """
-
-    @wraps(view)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        if request.method != "OPTIONS" and not current_account().can_upload:
-            abort(403, description="Viewers cannot upload documents.")
-        result: R = current_app.ensure_sync(view)(*args, **kwargs)
-        return result
-
-    return guarded
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -103,7 +84,28 @@ def unauthorized() -> ResponseReturnValue:
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
+def failed_basic_auth(response: Response) -> bool:
+    """Whether credentials were sent and refused: what the API's attempt limit counts."""
+    return response.status_code == 401 and request.authorization is not None
+
+
+def limit_basic_auth_failures(api: Blueprint) -> None:
+    """Answer 429 to every API request of a client that sent wrong credentials too often.
+
+    Only refusals count, so scripts that authenticate on every call never reach the
+    limit; the default limit still applies to everything else.
+    """
+    resilience.limiter.shared_limit(
+        LOGIN_ATTEMPTS,
+        scope="basic-auth-failures",
+        deduct_when=failed_basic_auth,
+        override_defaults=False,
+    )(api)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+# Every attempt counts, right or wrong: the form has no other brake on guessing.
+@resilience.limit(LOGIN_ATTEMPTS, methods=["POST"])
 def login() -> ResponseReturnValue:
     next_url = request.args.get("next")
     if not is_safe_redirect(next_url):

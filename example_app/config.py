@@ -1,7 +1,8 @@
 """Configuration: sensible defaults, a few environment variables, and the test overrides.
 
 The app runs with no configuration at all (SQLite in the instance folder, a secret
-key generated on first start); the environment only points it at real services.
+key and a health token generated on first start); the environment only points it
+at real services.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 from flask import Flask
 
 SECRET_KEY_FILE = "secret_key"
+HEALTH_TOKEN_FILE = "health_token"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
@@ -40,13 +45,42 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         app.config["RATELIMIT_STORAGE_URI"] = redis_url
     if secret_key := os.environ.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secret_key
+    if health_token := os.environ.get("HEALTH_TOKEN"):
+        app.config["RESILIENCE_HEALTH_TOKEN"] = health_token
 
     if test_config is not None:
         app.config.from_mapping(test_config)
 
-    # Only now: a test that brings its own key must not leave a key file behind.
+    # Only now, once TESTING is known: a server refuses to start half-working (an
+    # unreachable database, an unwritable upload folder), while a test suite, which
+    # builds an app per test, skips the checks unless it asks for them.
+    app.config.setdefault(
+        "RESILIENCE_VALIDATE_ON_STARTUP",
+        env_flag("VALIDATE_ON_STARTUP", default=not app.config.get("TESTING")),
+    )
+    # Only now too: a test that brings its own key must not leave a key file behind.
+    instance = Path(app.instance_path)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
+        app.config["SECRET_KEY"] = instance_secret(instance, SECRET_KEY_FILE)
+    if not app.config.get("RESILIENCE_HEALTH_TOKEN"):
+        app.config["RESILIENCE_HEALTH_TOKEN"] = instance_secret(instance, HEALTH_TOKEN_FILE)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The environment variable ``name`` as a boolean; a value that is neither is an error.
+
+    A typo must not turn a safety check off without a word.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"{name}={os.environ[name]!r}: expected one of {', '.join(sorted(_TRUE | _FALSE))}."
+    )
 
 
 def database_url(url: str | None) -> str:
@@ -64,19 +98,20 @@ def database_url(url: str | None) -> str:
     return url
 
 
-def instance_secret_key(instance_path: Path) -> str:
-    """The key kept in the instance folder, created on first use.
+def instance_secret(instance_path: Path, name: str) -> str:
+    """The secret kept in the file ``name`` of the instance folder, created on first use.
 
-    Every gunicorn worker builds its own app; they must agree on one key or a
-    session signed by one worker is rejected by the other. The key is written to
-    a private temporary file and hard-linked into place, which fails if another
-    process got there first; the loser then reads the winner's complete key.
+    Every gunicorn worker builds its own app; they must agree on one secret or a
+    session signed by one worker is rejected by the other (and a health token
+    would work with one worker only). The secret is written to a private temporary
+    file and hard-linked into place, which fails if another process got there
+    first; the loser then reads the winner's complete secret.
     """
-    path = instance_path / SECRET_KEY_FILE
+    path = instance_path / name
     if path.exists():
         return path.read_text().strip()
 
-    temporary = instance_path / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    temporary = instance_path / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w") as file:

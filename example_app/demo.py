@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, select
 from .documents import organization_folder
 from .extensions import db
 from .models import Document, Organization, Role, User
+from .permissions import permissions_of
 
 ORGANIZATIONS = {"acme": "Acme", "globex": "Globex"}
 ACCOUNTS = (
@@ -155,7 +156,11 @@ def init_db_command() -> None:
     users = seed_accounts()
     added = 0
     for slug, count in DOCUMENT_COUNTS.items():
-        owners = [u for u in users.values() if u.organization.slug == slug and u.can_upload]
+        owners = [
+            user
+            for user in users.values()
+            if user.organization.slug == slug and "documents:write" in permissions_of(user)
+        ]
         added += seed_documents(owners[0].organization, owners, count)
     db.session.commit()
 

@@ -98,10 +98,6 @@ class User(UserMixin, Model):
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
-    @property
-    def can_upload(self) -> bool:
-        return self.role is not Role.VIEWER
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -6,9 +6,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
-from flask_resilience import validate_upload
+from flask_resilience import permission_required, validate_upload
 
-from .auth import current_account, uploaders_only
+from .auth import current_account
 from .documents import DOCUMENT_UPLOADS, UploadError, paginate_documents, store_document
 from .security import check_csrf
 
@@ -35,6 +35,7 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/documents")
 @login_required
+@permission_required("documents:read")
 def documents() -> ResponseReturnValue:
     user = current_account()
     page = paginate_documents(
@@ -45,7 +46,7 @@ def documents() -> ResponseReturnValue:
 
 @bp.post("/documents")
 @login_required
-@uploaders_only
+@permission_required("documents:write")
 def upload() -> ResponseReturnValue:
     # Checked here rather than by @validate_uploads: a browser is better served by a
     # message on the page it came from than by a problem document.

@@ -14,7 +14,7 @@ from example_app import create_app
 from example_app.demo import seed_accounts
 from example_app.extensions import db
 
-from .helpers import csrf_token_in
+from .helpers import HEALTH_TOKEN, csrf_token_in
 
 # Far cheaper than the production scrypt; the tests check logic, not hash strength.
 FAST_PASSWORD_HASH = "pbkdf2:sha256:1000"
@@ -33,7 +33,13 @@ def instance_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app_config(backend: str, instance_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The ``test_config`` for ``create_app``; tests may change it before using ``app``."""
+    """The ``test_config`` for ``create_app``; tests may change it before using ``app``.
+
+    Rate limits stay on, as in production, with their real values: each test builds
+    its own app, whose limiter starts with empty in-memory counters, and no test
+    other than those of test_limits.py sends anywhere near 100 requests a minute
+    (the default limit) or 10 logins (the login limit).
+    """
     if backend == "postgres":
         database_url = request.getfixturevalue("postgres_url")
     else:
@@ -44,6 +50,7 @@ def app_config(backend: str, instance_path: Path, request: pytest.FixtureRequest
         "INSTANCE_PATH": str(instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": "test secret key",
+        "RESILIENCE_HEALTH_TOKEN": HEALTH_TOKEN,
         "PASSWORD_HASH_METHOD": FAST_PASSWORD_HASH,
         "OUTBOUND_URL": "http://127.0.0.1:9/",
         "OUTBOUND_TIMEOUT": 1.0,

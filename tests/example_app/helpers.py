@@ -13,6 +13,9 @@ on_both_backends = pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 
+HEALTH_TOKEN = "test health token"
+"""The app fixture's ``RESILIENCE_HEALTH_TOKEN``."""
+
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -246,11 +246,13 @@ def test_upload_over_the_policy_size_is_refused(
 def test_viewer_cannot_upload(
     app: Flask, client: FlaskClient, instance_path: Path, content: bytes, filename: str
 ) -> None:
-    # The role is checked first: a viewer's bad file is a 403 too, not a 415.
+    # The permission is checked first: a viewer's bad file is a 403 too, not a 415.
     response = upload(client, CAROL, content, filename)
 
     assert response.status_code == 403
-    assert response.json["detail"] == "Viewers cannot upload documents."
+    assert response.content_type == "application/problem+json"
+    assert response.json["reason"] == "permission"
+    assert response.json["detail"] == "You do not have the permission this needs."
     assert "errors" not in response.json
     assert stored_files(instance_path) == []
     assert document_count(app) == 0
@@ -341,6 +343,8 @@ def test_organization_documents(client: FlaskClient) -> None:
         response = client.get(f"/api/orgs/{org_id}/documents", headers=DAVE)
         assert response.status_code == 403
         assert response.content_type == "application/problem+json"
+        assert response.json["reason"] == "organization"
+        assert b"acme" not in response.data.lower()
     assert (
         client.get(f"/api/orgs/{dave['organization']['id']}/documents", headers=DAVE).json["total"]
         == 0

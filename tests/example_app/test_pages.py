@@ -102,4 +102,15 @@ def test_viewer_sees_no_upload_form_and_cannot_post(
         content_type="multipart/form-data",
     )
     assert response.status_code == 403
+    assert response.json["reason"] == "permission"
     assert not (instance_path / "uploads").exists()
+
+    # A browser gets the refusal as a page.
+    response = client.post(
+        "/documents",
+        data={"csrf_token": csrf_token_in(html), "file": (io.BytesIO(b"x"), "x.txt")},
+        content_type="multipart/form-data",
+        headers={"Accept": "text/html"},
+    )
+    assert response.status_code == 403
+    assert response.mimetype == "text/html"
