@@ -76,7 +76,13 @@ def run_checks(
     results = [check_python(), *check_packages(), check_libmagic()]
     results += [check_folder(key, path) for key, path in configured_folders(config)]
     results += [
-        check_reachable(f"database {name}", url, partial_connect(url, options), attempts, sleep)
+        check_reachable(
+            f"database {name}",
+            url,
+            partial_connect(url, options, app.instance_path),
+            attempts,
+            sleep,
+        )
         for name, url, options in database_urls(config)
     ]
     results += [
@@ -247,9 +253,11 @@ def database_urls(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str
     return found
 
 
-def partial_connect(url: str, options: Mapping[str, Any]) -> Callable[[], None]:
+def partial_connect(
+    url: str, options: Mapping[str, Any], instance_path: str | None = None
+) -> Callable[[], None]:
     def connect() -> None:
-        parsed = sa.engine.make_url(url)
+        parsed = in_instance_folder(sa.engine.make_url(url), instance_path)
         connect_args = dict(options.get("connect_args") or {})
         if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb"):
             connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT)
@@ -261,6 +269,26 @@ def partial_connect(url: str, options: Mapping[str, Any]) -> Callable[[], None]:
             engine.dispose()
 
     return connect
+
+
+def in_instance_folder(url: sa.engine.URL, instance_path: str | None) -> sa.engine.URL:
+    """A relative SQLite path where Flask-SQLAlchemy puts it: in the instance folder.
+
+    Resolved against the working directory instead, the check would try (and
+    create) another file than the one the app opens.
+    """
+    database = url.database
+    if (
+        instance_path is None
+        or url.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+        or os.path.isabs(database)
+    ):
+        return url
+    os.makedirs(instance_path, exist_ok=True)  # as Flask-SQLAlchemy does for such a URL
+    return url.set(database=os.path.join(instance_path, database))
 
 
 def redis_urls(config: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -334,6 +334,23 @@ def test_sqlite_binds_and_no_rate_limiting(make_app: Callable[..., Flask], tmp_p
     assert checks["rate limit storage"]["detail"] == "rate limiting is off"
 
 
+def test_a_relative_sqlite_path_is_checked_in_the_instance_folder(
+    make_app: Callable[..., Flask], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flask-SQLAlchemy opens relative SQLite paths in the instance folder, which
+    # does not exist yet here; the check must look there, not in the working directory.
+    working_directory = tmp_path / "cwd"
+    working_directory.mkdir()
+    monkeypatch.chdir(working_directory)
+    app = checked_app(make_app, SQLALCHEMY_DATABASE_URI="sqlite:///app.db")
+
+    checks = by_name(run(app, "check", "--json").output)
+
+    assert checks["database default"]["status"] == "pass"
+    assert (tmp_path / "instance" / "app.db").exists()
+    assert list(working_directory.iterdir()) == []
+
+
 def test_status_of_an_app_without_the_extension(make_app: Callable[..., Flask]) -> None:
     result = run(make_app(), "status")
     assert "not initialised" in result.output
