@@ -104,7 +104,9 @@ def limit_basic_auth_failures(api: Blueprint) -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-# Every attempt counts, right or wrong: the form has no other brake on guessing.
+# Every password tried counts, right or wrong: the form has no other brake on guessing.
+# (A post without the form's CSRF token is refused before the view, checks no
+# password, and is not counted.)
 @resilience.limit(LOGIN_ATTEMPTS, methods=["POST"])
 def login() -> ResponseReturnValue:
     next_url = request.args.get("next")

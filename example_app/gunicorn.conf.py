@@ -7,6 +7,10 @@ gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 # in-memory rate-limit warning knows how many workers there are.
 from flask_resilience.gunicorn import on_exit, post_fork, worker_exit  # noqa: F401
 
+# Each worker runs the startup checks as it builds its app (VALIDATE_ON_STARTUP): when
+# one fails, say the database cannot be reached, the worker does not boot and
+# gunicorn stops with status 3 instead of serving errors.
+
 bind = "127.0.0.1:5000"
 # Sync workers handle one request each; two let one stay responsive while the
 # other waits on a slow outbound call.

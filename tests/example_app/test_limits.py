@@ -37,6 +37,16 @@ def test_the_eleventh_login_attempt_in_a_minute_is_refused(client: FlaskClient) 
     assert client.get("/login").status_code == 200
 
 
+def test_posts_without_the_csrf_token_check_no_password_and_do_not_count(
+    client: FlaskClient,
+) -> None:
+    token = csrf_token_in(client.get("/login").get_data(as_text=True))
+    for _ in range(2 * ATTEMPTS_PER_MINUTE):
+        assert post_login(client, "forged", "guess").status_code == 400
+
+    assert post_login(client, token, "alice-password").status_code == 302
+
+
 def test_wrong_basic_auth_credentials_are_limited(client: FlaskClient) -> None:
     alice = basic_auth("alice@acme.test")
     # Scripts authenticate on every call; successful calls never count.
