@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -184,17 +183,17 @@ def test_the_monitor_survives_failing_samples(tmp_path: Path) -> None:
 
 def test_stop_joins_in_time_and_start_stop_start_works(tmp_path: Path) -> None:
     target, _ = monitor(tmp_path, interval=0.5)
-    before = monitor_threads()
     for _ in range(2):
         target.start()
+        thread = target._thread
         target.start()  # idempotent
         assert target.state == "running"
-        assert monitor_threads() == before + 1
+        assert thread is not None and thread.is_alive() and target._thread is thread
         started = time.perf_counter()
         target.stop()
         assert time.perf_counter() - started < 0.5 + 1.0
         assert target.state == "stopped"
-        assert monitor_threads() == before
+        assert not thread.is_alive()
     target.stop()  # stopping a stopped monitor is harmless
 
 
@@ -206,8 +205,9 @@ def test_a_forked_worker_starts_its_own_monitor_afresh(tmp_path: Path) -> None:
     try:
         assert target.running
         assert (len(target.history), len(target.alerts), target.level) == (0, 0, "healthy")
+        thread = target._thread
         target.ensure_started()  # once per process
-        assert monitor_threads() >= 1
+        assert thread is not None and thread.is_alive() and target._thread is thread
     finally:
         target.stop()
 
@@ -259,20 +259,19 @@ def test_gc_runs_when_memory_turns_critical(tmp_path: Path) -> None:
         gc.callbacks.remove(on_gc)
 
 
-def monitor_threads() -> int:
-    return [t.name for t in threading.enumerate()].count("resilience-monitor")
-
-
 def test_the_thread_starts_with_the_first_request_only(tmp_path: Path) -> None:
-    before = monitor_threads()
     app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_INTERVAL=0.05)
-    assert monitor_threads() == before  # not at init, not at import
-    client = app.test_client()
-    client.get("/")
-    client.get("/health/live")
-    assert monitor_threads() == before + 1
     with app.app_context():
         target = app.extensions["test_resilience"].monitor
+    # This app's own thread, not a count of every monitor thread: other tests'
+    # monitors end on their own schedule while this one runs.
+    assert target._thread is None  # not at init, not at import
+    client = app.test_client()
+    client.get("/")
+    first = target._thread
+    client.get("/health/live")
+    assert first is not None and first.is_alive()
+    assert target._thread is first  # the second request started no other
     try:
         assert wait_until(lambda: len(target.history) >= 2, 5)
         sample = target.history[-1]
