@@ -35,9 +35,9 @@ def hello_app(**config: Any) -> Flask:
     return app
 
 
-def wsgi_caller(app: Flask, path: str = "/") -> Callable[[], object]:
+def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[], object]:
     """One in-process WSGI call, as a server would make it, without a test client."""
-    environ = {
+    environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "SERVER_NAME": "bench",
@@ -47,6 +47,7 @@ def wsgi_caller(app: Flask, path: str = "/") -> Callable[[], object]:
         "wsgi.input": BytesIO(),
         "wsgi.errors": BytesIO(),
         "REMOTE_ADDR": "127.0.0.1",
+        **extra_environ,
     }
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from io import BytesIO
-from typing import Any
 
 from flask import Flask, session
 
+from bench.core import wsgi_caller
 from bench.table import Row, compare
 from flask_resilience import Resilience, permission_required
 
@@ -74,30 +72,6 @@ def session_cookie(app: Flask) -> str:
     return response.headers["Set-Cookie"].split(";", 1)[0]
 
 
-def wsgi_caller(app: Flask, cookie: str) -> Callable[[], object]:
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/docs",
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": BytesIO(),
-        "wsgi.errors": BytesIO(),
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_COOKIE": cookie,
-    }
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        assert status.startswith("200"), status
-
-    def call() -> object:
-        body = app.wsgi_app(dict(environ), start_response)
-        return b"".join(body)  # type: ignore[arg-type]
-
-    return call
-
-
 def rows() -> list[Row]:
     logging.getLogger("flask_resilience").setLevel(logging.WARNING)
     bare, guarded, resigning = bare_app(), guarded_app(), guarded_app()
@@ -108,10 +82,10 @@ def rows() -> list[Row]:
     made_at = float(int(time.time()))
     guarded.extensions["resilience"].time_source = lambda: made_at
     calls = {
-        "bare": wsgi_caller(bare, session_cookie(bare)),
-        "guarded": wsgi_caller(guarded, cookie),
+        "bare": wsgi_caller(bare, "/docs", HTTP_COOKIE=session_cookie(bare)),
+        "guarded": wsgi_caller(guarded, "/docs", HTTP_COOKIE=cookie),
         # Every request comes a second or more after the last: re-signed each time.
-        "resigned": wsgi_caller(resigning, session_cookie(resigning)),
+        "resigned": wsgi_caller(resigning, "/docs", HTTP_COOKIE=session_cookie(resigning)),
     }
     time.sleep(1.1)
     for call in calls.values():

@@ -18,25 +18,11 @@ from sqlalchemy.pool import NullPool
 import flask_resilience
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
 from flask_resilience.config import SETTINGS
+from tests.apps import production_app as make_app
 
 PACKAGE_DIR = Path(flask_resilience.__file__).parent
 CONFIGURATION_DOC = PACKAGE_DIR.parent / "docs" / "configuration.md"
 FIFTY_MB = 50 * 1024 * 1024
-
-
-# Production-like apps: session settings that pass the extension's cookie checks.
-SAFE_SESSION_SETTINGS = {
-    "SECRET_KEY": "3f1d6b0e9a7c42d58e6f1a2b3c4d5e6f7a8b9c0d",
-    "SESSION_COOKIE_SECURE": True,
-    "SESSION_COOKIE_SAMESITE": "Lax",
-}
-
-
-def make_app(**config: Any) -> Flask:
-    app = Flask(__name__)
-    app.config.update(SAFE_SESSION_SETTINGS)
-    app.config.update(config)
-    return app
 
 
 def sqlite_file_url(tmp_path: Path, name: str = "app.db") -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 from werkzeug.exceptions import InternalServerError
 
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
+from tests.apps import production_app as make_app
 from tests.servers import PostgresServer
 
 ORDERS = ["resilience first", "db first"]
@@ -34,21 +35,6 @@ PRODUCTION_DEFAULTS = {
     "pool_pre_ping": True,
     "pool_timeout": 30,
 }
-
-
-# Production-like apps: session settings that pass the extension's cookie checks.
-SAFE_SESSION_SETTINGS = {
-    "SECRET_KEY": "3f1d6b0e9a7c42d58e6f1a2b3c4d5e6f7a8b9c0d",
-    "SESSION_COOKIE_SECURE": True,
-    "SESSION_COOKIE_SAMESITE": "Lax",
-}
-
-
-def make_app(**config: Any) -> Flask:
-    app = Flask(__name__)
-    app.config.update(SAFE_SESSION_SETTINGS)
-    app.config.update(config)
-    return app
 
 
 Setup = Callable[..., tuple[Flask, SQLAlchemy, Resilience]]
