@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
@@ -56,30 +56,29 @@ def _server_base_dir() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def _start_postgres() -> PostgresServer:
-    reason = postgres_unavailable_reason()
+ServerT = TypeVar("ServerT", PostgresServer, RedisServer)
+
+
+def _start(server_class: type[ServerT], unavailable: Callable[[], str | None]) -> ServerT:
+    """Start a throwaway server, or skip (fail under CI) when its binaries are missing."""
+    reason = unavailable()
     if reason is not None:
         skip_or_fail(reason)
-    server = PostgresServer(_server_base_dir())
+    server = server_class(_server_base_dir())
     try:
         server.start()
     except BaseException:
         server.cleanup()
         raise
     return server
+
+
+def _start_postgres() -> PostgresServer:
+    return _start(PostgresServer, postgres_unavailable_reason)
 
 
 def _start_redis() -> RedisServer:
-    reason = redis_unavailable_reason()
-    if reason is not None:
-        skip_or_fail(reason)
-    server = RedisServer(_server_base_dir())
-    try:
-        server.start()
-    except BaseException:
-        server.cleanup()
-        raise
-    return server
+    return _start(RedisServer, redis_unavailable_reason)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from flask.testing import FlaskClient
 from tests.uploads_helpers import (
     CSV,
     HTML,
-    MULTIPART,
     PHP,
     SHELL,
     SVG,
@@ -28,6 +27,7 @@ from tests.uploads_helpers import (
     multipart,
     ooxml,
     png,
+    post,
     windows_exe,
     zip_archive,
 )
@@ -110,10 +110,6 @@ def app(tmp_path: Path) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def post(client: FlaskClient, route: str, body: bytes, content_type: str = MULTIPART) -> Any:
-    return client.post(route, data=body, headers={"Content-Type": content_type})
 
 
 def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from flask_resilience import (
     validate_uploads,
     validated_uploads,
 )
-from tests.uploads_helpers import HTML, MULTIPART, jpeg, make_app, multipart, pdf, png
+from tests.uploads_helpers import HTML, MULTIPART, jpeg, make_app, multipart, pdf, png, post
 
 
 @pytest.fixture
@@ -28,10 +28,6 @@ def app(tmp_path: Path) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def post(client: FlaskClient, route: str, body: bytes, content_type: str = MULTIPART) -> Any:
-    return client.post(route, data=body, headers={"Content-Type": content_type})
 
 
 def test_a_missing_field_is_400(client: FlaskClient) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
+from flask.testing import FlaskClient
 from werkzeug.datastructures import FileStorage
 
 from flask_resilience import Resilience, save_upload, send_upload, validate_uploads
@@ -225,3 +226,8 @@ def make_app(tmp_path: Path, **config: Any) -> Flask:
         return send_upload(name, download_name="download.png")
 
     return app
+
+
+def post(client: FlaskClient, route: str, body: bytes, content_type: str = MULTIPART) -> Any:
+    """POST a raw body, as a client that builds its own multipart would."""
+    return client.post(route, data=body, headers={"Content-Type": content_type})
