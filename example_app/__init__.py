@@ -7,6 +7,7 @@ Run it with ``flask --app example_app init-db`` and then either
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask
@@ -26,10 +27,11 @@ from .security import csrf_token
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides the defaults and the environment.
 
-    ``INSTANCE_PATH`` in ``test_config`` moves the instance folder (database,
-    uploads, secret key), which lets each test run in a temporary directory.
+    ``INSTANCE_PATH`` in ``test_config`` or in the environment moves the instance
+    folder (database, uploads, secret key), which lets each test, or each load
+    test run, keep its files in a temporary directory.
     """
-    instance_path = (test_config or {}).get("INSTANCE_PATH")
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     configure(app, test_config)
 

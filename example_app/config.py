@@ -47,6 +47,9 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         app.config["SECRET_KEY"] = secret_key
     if health_token := os.environ.get("HEALTH_TOKEN"):
         app.config["RESILIENCE_HEALTH_TOKEN"] = health_token
+    # Any other key, the Flask way: FLASK_RESILIENCE_REQUEST_TIMEOUT=5 sets
+    # RESILIENCE_REQUEST_TIMEOUT to 5 (values are read as JSON where they parse).
+    app.config.from_prefixed_env()
 
     if test_config is not None:
         app.config.from_mapping(test_config)
