@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench clean check-libmagic
+.PHONY: demo test lint typecheck pytest bench loadtest chaos soak fuzz clean check-libmagic
 
 check-libmagic:
 	@$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('magic') is None)" || { \
@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml | check-libmagic
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check flask_resilience tests example_app bench
-	$(BIN)/ruff format --check flask_resilience tests example_app bench
+	$(BIN)/ruff check flask_resilience tests example_app bench harness
+	$(BIN)/ruff format --check flask_resilience tests example_app bench harness
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,6 +36,19 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The reliability harnesses: each starts its own PostgreSQL, Redis and gunicorn on
+# loopback, prints a table and writes it under docs/. `make soak SOAK_MINUTES=30`.
+SOAK_MINUTES ?= 10
+
+loadtest: $(STAMP)
+	$(BIN)/python -m harness.loadtest
+
+chaos: $(STAMP)
+	$(BIN)/python -m harness.chaos
+
+soak: $(STAMP)
+	$(BIN)/python -m harness.soak --minutes $(SOAK_MINUTES)
 
 demo: $(STAMP)
 	$(BIN)/flask --app example_app init-db

@@ -60,9 +60,10 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def write_page(name: str, title: str, body: str, command: str) -> Path:
-    """Write ``docs/<name>.md``: the figures of a run, when and where they were measured."""
-    path = DOCS / f"{name}.md"
+def write_page(name: str, title: str, body: str, command: str, folder: Path = DOCS) -> Path:
+    """Write ``<folder>/<name>.md``: the figures of a run, when and where they were measured."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"# {title}\n\n"
