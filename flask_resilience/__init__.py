@@ -31,6 +31,7 @@ from .permissions import (
 )
 from .retry import retry_on_failure
 from .sessions import rotate_session, session_required
+from .shedding import Overloaded
 from .uploads import (
     InsufficientStorage,
     UploadCheck,
@@ -57,6 +58,7 @@ __all__ = [
     "DatabaseUnavailable",
     "InsufficientStorage",
     "JsonFormatter",
+    "Overloaded",
     "PermissionDenied",
     "ProblemError",
     "RateLimited",

@@ -336,6 +336,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
     ),
     Setting(
+        "RESILIENCE_MAX_QUEUE_TIME",
+        None,
+        check_number(minimum=0.001, optional=True),
+        "Seconds a request may wait before a worker takes it (X-Request-Start);"
+        " a longer wait gets 503 at once. None: never shed.",
+    ),
+    Setting(
         "RESILIENCE_DATABASE_RETRY_AFTER",
         5,
         check_number(minimum=0, integer=True),

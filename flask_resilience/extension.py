@@ -24,6 +24,7 @@ from . import (
     problems,
     retry,
     sessions,
+    shedding,
     startup,
     uploads,
 )
@@ -143,6 +144,10 @@ class Resilience:
         deadlines.init_app(app, state.db)
         log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
         problems.init_app(app)
+        # First of the request hooks: a request shed costs no other work.
+        shedding.init_app(
+            app, config["RESILIENCE_MAX_QUEUE_TIME"], config["RESILIENCE_HEALTH_URL_PREFIX"]
+        )
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
         circuit.init_app(app, state)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.probe import Prober
 from harness.report import DOCS, table, verdict, write_page
-from harness.stack import REQUEST_TIMEOUT, Stack, wait_seconds
+from harness.stack import MAX_QUEUE_TIME, REQUEST_TIMEOUT, Stack, wait_seconds
 from harness.traffic import Load, Request, Summary, summarize
 
 LEVELS = (50, 100, 200, 500)
@@ -164,8 +164,10 @@ through the form (scrypt), then list documents, open one, read the statistics,
 check who they are and upload a small file, one to three seconds apart. Two
 load balancers poll `/health/ready` once a second. Each user sends its own
 `X-Forwarded-For` address, which the app trusts from one proxy, so rate limits
-apply per user as they would behind a load balancer. Database work has a
-{REQUEST_TIMEOUT} s deadline (`RESILIENCE_REQUEST_TIMEOUT`).
+apply per user as they would behind a load balancer, and an `X-Request-Start`
+stamp: a request that waited more than {MAX_QUEUE_TIME} s for a worker is answered 503 at
+once (`RESILIENCE_MAX_QUEUE_TIME`). Database work has a {REQUEST_TIMEOUT} s deadline
+(`RESILIENCE_REQUEST_TIMEOUT`).
 
 Percentiles cover every request of the level, the login rush included; "API"
 is the `/api/*` endpoints (each reads the database), "login" the form posts.

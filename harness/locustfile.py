@@ -5,9 +5,10 @@ opens one, reads the statistics, checks who it is and now and then uploads a
 file, with one to three seconds between actions. Two load balancers poll
 ``/health/ready`` once a second each.
 
-Every user sends its own ``X-Forwarded-For`` address, as a load balancer in
-front of the app would: the app trusts one proxy, so each user has its own rate
-limits, as real clients have.
+Every request carries what a load balancer in front of the app would add: the
+user's own ``X-Forwarded-For`` address (the app trusts one proxy, so each user
+has its own rate limits, as real clients have) and an ``X-Request-Start`` stamp
+(the app sheds requests that waited too long to be served).
 
 With ``HARNESS_REQUEST_LOG`` set, every request is appended to that file as a
 CSV row (start time, name, status, milliseconds, error), which the harnesses
@@ -21,6 +22,7 @@ import itertools
 import os
 import random
 import re
+import time
 import uuid
 from typing import Any, TextIO
 
@@ -81,7 +83,7 @@ class DocumentsUser(FastHttpUser):
 
     def log_in(self) -> None:
         with self.client.get(
-            "/login", headers=self.headers, name="/login", catch_response=True
+            "/login", headers=self.stamped(), name="/login", catch_response=True
         ) as page:
             match = _CSRF.search(page.content or b"")
             if match is None:
@@ -95,7 +97,7 @@ class DocumentsUser(FastHttpUser):
         with self.client.post(
             "/login",
             data=form,
-            headers=self.headers,
+            headers=self.stamped(),
             name="/login [POST]",
             allow_redirects=False,
             catch_response=True,
@@ -104,8 +106,12 @@ class DocumentsUser(FastHttpUser):
             if answer.status_code == 302:
                 answer.success()
 
+    def stamped(self) -> dict[str, str]:
+        """The headers of the next request, stamped with the time it is sent."""
+        return {**self.headers, "X-Request-Start": f"t={time.time():.3f}"}
+
     def get(self, path: str, name: str) -> Any:
-        return self.client.get(path, headers=self.headers, name=name)
+        return self.client.get(path, headers=self.stamped(), name=name)
 
     @task(5)
     def list_documents(self) -> None:
@@ -147,7 +153,7 @@ class DocumentsUser(FastHttpUser):
             + content
             + f"\r\n--{boundary}--\r\n".encode()
         )
-        headers = {**self.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        headers = {**self.stamped(), "Content-Type": f"multipart/form-data; boundary={boundary}"}
         # geventhttpclient sends bytes as they are; locust's annotation only names str.
         self.client.post(
             "/api/documents",

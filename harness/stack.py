@@ -34,6 +34,9 @@ WORKERS = 4
 #: should not let a request wait on a lock for the default 30 s.
 REQUEST_TIMEOUT = 2
 
+#: A request that waited longer than this for a worker is answered 503 at once.
+MAX_QUEUE_TIME = 1
+
 
 class Stack:
     """PostgreSQL, Redis and the example app under gunicorn, all on 127.0.0.1."""
@@ -145,6 +148,7 @@ class Stack:
             # client's address, so each simulated user has its own rate limits.
             "FLASK_RESILIENCE_TRUSTED_PROXIES": "1",
             "FLASK_RESILIENCE_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+            "FLASK_RESILIENCE_MAX_QUEUE_TIME": str(MAX_QUEUE_TIME),
             "PYTHONPATH": str(ROOT),
         }
 

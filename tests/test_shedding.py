@@ -1,0 +1,125 @@
+"""Load shedding on the X-Request-Start stamp a proxy sets."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from flask_resilience import ConfigurationError, Resilience
+from flask_resilience.shedding import arrival_time
+
+
+@pytest.fixture
+def shedding_app(make_app: Callable[..., Flask]) -> tuple[Flask, list[str]]:
+    """An app that sheds after 0.5 s of queueing, and the views it actually ran."""
+    app = make_app(RESILIENCE_MAX_QUEUE_TIME=0.5, RATELIMIT_ENABLED=False)
+    served: list[str] = []
+
+    @app.get("/work")
+    def work() -> str:
+        served.append("work")
+        return "done"
+
+    Resilience(app)
+    return app, served
+
+
+def stamp(seconds_ago: float, scale: float = 1.0, prefix: str = "t=") -> str:
+    return f"{prefix}{(time.time() - seconds_ago) * scale:.6f}"
+
+
+@pytest.mark.parametrize(
+    ("scale", "prefix"),
+    [(1.0, "t="), (1.0, ""), (1e3, "t="), (1e6, "t=")],
+    ids=["seconds", "bare seconds", "milliseconds", "microseconds"],
+)
+def test_a_request_that_queued_too_long_gets_503_without_running_the_view(
+    shedding_app: tuple[Flask, list[str]],
+    caplog: pytest.LogCaptureFixture,
+    scale: float,
+    prefix: str,
+) -> None:
+    app, served = shedding_app
+    with caplog.at_level(logging.INFO, logger="flask_resilience"):
+        answer = app.test_client().get(
+            "/work", headers={"X-Request-Start": stamp(3, scale, prefix)}
+        )
+    assert answer.status_code == 503
+    assert answer.mimetype == "application/problem+json"
+    assert answer.headers["Retry-After"] == "1"
+    body = answer.get_json()
+    assert body["status"] == 503
+    assert 3 <= body["queue_seconds"] < 10
+    assert "overloaded" in body["detail"]
+    assert served == []
+    records = [r for r in caplog.records if r.name.startswith("flask_resilience")]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    assert body["request_id"] in records[0].getMessage()
+
+
+def test_prompt_unstamped_and_malformed_requests_are_served(
+    shedding_app: tuple[Flask, list[str]],
+) -> None:
+    app, served = shedding_app
+    client = app.test_client()
+    for headers in ({"X-Request-Start": stamp(0.05)}, {}, {"X-Request-Start": "t=soon"}):
+        assert client.get("/work", headers=headers).status_code == 200
+    assert served == ["work"] * 3
+
+
+def test_health_endpoints_and_the_next_request_are_served_after_shedding(
+    shedding_app: tuple[Flask, list[str]],
+) -> None:
+    app, served = shedding_app
+    client = app.test_client()
+    old = {"X-Request-Start": stamp(30)}
+    assert client.get("/work", headers=old).status_code == 503
+    assert client.get("/health/live", headers=old).status_code == 200
+    assert client.get("/work", headers={"X-Request-Start": stamp(0)}).status_code == 200
+    assert served == ["work"]
+
+
+def test_without_the_setting_no_request_is_shed(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RATELIMIT_ENABLED=False)
+    app.add_url_rule("/work", "work", lambda: "done")
+    Resilience(app)
+    answer = app.test_client().get("/work", headers={"X-Request-Start": stamp(3600)})
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("value", [0, -1, "1s", True])
+def test_a_wrong_limit_is_refused_at_init_app(
+    make_app: Callable[..., Flask], value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="RESILIENCE_MAX_QUEUE_TIME"):
+        Resilience(make_app(RESILIENCE_MAX_QUEUE_TIME=value))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("t=1700000000.5", 1700000000.5),
+        ("1700000000500", 1700000000.5),
+        ("t=1700000000500000", 1700000000.5),
+        (" t=1700000000 ", 1700000000.0),
+        ("t=", None),
+        ("t=nan", None),
+        ("t=-5", None),
+        ("0", None),
+        ("t=1e400", None),
+    ],
+)
+def test_arrival_time_reads_every_unit_and_ignores_nonsense(
+    header: str, expected: float | None
+) -> None:
+    result = arrival_time(header)
+    if expected is None:
+        assert result is None
+    else:
+        assert result is not None and math.isclose(result, expected)
