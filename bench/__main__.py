@@ -12,12 +12,11 @@ from bench.table import Row, render
 
 # Each module has rows() -> list[Row]; the table keeps this order.
 MODULES = (
-    "bench.core",
+    "bench.peers",
     "bench.breakers",
     "bench.uploads",
     "bench.guards",
     "bench.health",
-    "bench.limits",
 )
 
 
