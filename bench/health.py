@@ -17,8 +17,11 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from bench.core import PRODUCTION_CONFIG
-from bench.table import Row, median_seconds, render, scaled
+from bench.table import Row, compare, render, scaled
 from flask_resilience import Resilience
+
+ROUNDS = 61
+REPEAT = 200
 
 
 def _wsgi_call(app: Flask, path: str) -> Callable[[], object]:
@@ -53,43 +56,26 @@ def _stop_monitor(app: Flask) -> None:
     app.extensions["resilience"].health.monitor.stop()
 
 
-def _paired(
-    first: Callable[[], object], second: Callable[[], object], scale: float
-) -> tuple[float, float]:
-    """Seconds a call of each takes, from short alternating rounds: the median of the
-    rounds' ratios, so that a busy moment of the machine weighs on both alike.
-
-    :return: the first's median, and the second's as that times the median ratio.
-    """
-    firsts, ratios = [], []
-    repeat = scaled(200, scale)
-    for _ in range(scaled(61, scale, minimum=3)):
-        one = median_seconds(first, repeat=repeat, rounds=1)
-        other = median_seconds(second, repeat=repeat, rounds=1)
-        firsts.append(one)
-        ratios.append(other / one)
-    median_first = statistics.median(firsts)
-    return median_first, median_first * statistics.median(ratios)
-
-
 def live_ratio(scale: float) -> Row:
     bare, resilient = _bare(), _resilient()
-    hello, live = _wsgi_call(bare, "/"), _wsgi_call(resilient, "/health/live")
-    live()  # the first request starts the monitor
-    bare_seconds, live_seconds = _paired(hello, live, scale)
+    calls = {"hello": _wsgi_call(bare, "/"), "live": _wsgi_call(resilient, "/health/live")}
+    calls["live"]()  # the first request starts the monitor
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
     _stop_monitor(resilient)
-    ratio = bare_seconds / live_seconds
+    ratio = seconds["hello"] / seconds["live"]
     return Row("/health/live req/s vs bare Flask hello", ratio, "x", ">= 0.9", ratio >= 0.9)
 
 
 def hook_overhead(scale: float) -> Row:
     """What health adds to every request of the app: the same app with it off and on."""
     without, with_health = _resilient(RESILIENCE_HEALTH_ENABLED=False), _resilient()
-    plain, timed = _wsgi_call(without, "/"), _wsgi_call(with_health, "/")
-    timed()
-    plain_seconds, timed_seconds = _paired(plain, timed, scale)
+    calls = {"plain": _wsgi_call(without, "/"), "timed": _wsgi_call(with_health, "/")}
+    calls["timed"]()
+    # Without the monitor, which counts finished requests on its own thread every
+    # interval, the requests count themselves: all of it is measured.
     _stop_monitor(with_health)
-    micro = (timed_seconds - plain_seconds) * 1e6
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
+    micro = (seconds["timed"] - seconds["plain"]) * 1e6
     return Row("health's request timing, cost per request", micro, "us", "< 10 us", micro < 10)
 
 

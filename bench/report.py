@@ -30,10 +30,8 @@ in interleaved rounds: each round calls every contender many times in turn, time
 by the CPU time of the measuring thread, and a figure is the median of the rounds.
 A burst of load on the machine so weighs on every contender alike, and time other
 processes hold the core is left out. The hello-world contenders share one such
-comparison; the breakers, uploads and guards rows have one each. The health rows
-pair short alternating rounds timed by the wall clock and take the median ratio;
-readiness is the worst wall-clock latency; the monitor's figure is the thread CPU
-time of one sample."""
+comparison, and each other group of rows has its own. Readiness is the worst
+wall-clock latency; the monitor's figure is the thread CPU time of one sample."""
 
 TARGETS = """\
 - **defaults without rate limiting / bare**: `Resilience(app)` with

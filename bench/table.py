@@ -22,17 +22,6 @@ def scaled(count: int, scale: float, *, minimum: int = 1) -> int:
     return max(minimum, round(count * scale))
 
 
-def median_seconds(work: Callable[[], object], *, repeat: int, rounds: int) -> float:
-    """Median over ``rounds`` of the time one call of ``work`` takes (``repeat`` calls a round)."""
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeat):
-            work()
-        samples.append((time.perf_counter() - start) / repeat)
-    return statistics.median(samples)
-
-
 def compare(
     calls: dict[str, Callable[[], object]], *, repeat: int, rounds: int, scale: float = 1.0
 ) -> dict[str, float]:
