@@ -52,13 +52,15 @@ def measure(scale: float) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_at_start = report.load_average()
     rows = measure(SMOKE_SCALE if args.smoke else 1.0)
     print(f"Machine: {report.machine()}")
+    print(f"Load average when the run began: {load_at_start}")
     print(f"Versions: {report.versions()}")
     print(render(rows))
     output = args.output or (None if args.smoke else PAGE)
     if output is not None:
-        output.write_text(report.page(rows), encoding="utf-8")
+        output.write_text(report.page(rows, load_at_start=load_at_start), encoding="utf-8")
         print(f"Wrote {output}")
     return 0
 

@@ -78,6 +78,13 @@ def machine() -> str:
     return f"{cpu_model()}, {psutil.cpu_count()} cores, {memory_gib:.1f} GiB, {operating_system()}"
 
 
+def load_average() -> str:
+    """The machine's load average: other processes' load still costs the contenders
+    some cache and memory bandwidth."""
+    one, five, fifteen = psutil.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"
+
+
 def versions() -> str:
     found = [f"Python {platform.python_version()}"]
     for distribution, name in PACKAGES.items():
@@ -88,8 +95,8 @@ def versions() -> str:
     return ", ".join(found)
 
 
-def page(rows: list[Row], measured_at: datetime | None = None) -> str:
-    when = (measured_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+def page(rows: list[Row], *, load_at_start: str) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""\
 # Benchmarks
 
@@ -98,6 +105,7 @@ def page(rows: list[Row], measured_at: datetime | None = None) -> str:
 
 - Date: {when}
 - Machine: {machine()}
+- Load average when the run began: {load_at_start}
 - Versions: {versions()}
 
 ## How it is measured

@@ -130,6 +130,7 @@ def test_the_page_holds_the_table_and_the_machine(smoke_run: tuple[str, str]) ->
     assert re.search(r"\b\d+ cores, \d+\.\d GiB\b", machine.group(1)), machine.group(1)
     assert f"Machine: {machine.group(1)}" in output
     assert re.search(r"^- Date: \d{4}-\d\d-\d\d \d\d:\d\d UTC$", page, re.MULTILINE)
+    assert re.search(r"^- Load average when the run began: \d+\.\d\d, ", page, re.MULTILINE)
     versions = re.search(r"^- Versions: (.+)$", page, re.MULTILINE)
     assert versions, page
     for name in ("Python", "Flask", "Flask-Limiter", "prometheus-flask-exporter"):
