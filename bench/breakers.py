@@ -19,7 +19,7 @@ def _work(value: int = 1) -> int:
     return value + 1
 
 
-def rows() -> list[Row]:
+def rows(scale: float = 1.0) -> list[Row]:
     app = hello_app()
     Resilience(app)
     calls = {
@@ -29,7 +29,7 @@ def rows() -> list[Row]:
         "retry_on_failure (no failure)": retry_on_failure()(_work),
     }
     with app.app_context():
-        seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS)
+        seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
     bare = seconds.pop("bare")
     return [
         Row(f"{label} overhead per call", max(0.0, each - bare) * 1e6, "us", "-", True)

@@ -1,20 +1,12 @@
-"""Per-request cost of the extension on a hello-world view, against bare Flask."""
+"""The hello-world app and the in-process WSGI call that the request benchmarks share."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
 from flask import Flask
-
-from bench.table import Row, compare
-from flask_resilience import Resilience
-
-ROUNDS = 15
-REPEAT = 2000
-
 
 # Production-like settings, so that the extension has nothing to warn about.
 PRODUCTION_CONFIG = {
@@ -58,19 +50,3 @@ def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[
         return b"".join(body)  # type: ignore[arg-type]
 
     return call
-
-
-def rows() -> list[Row]:
-    logging.getLogger("flask_resilience").setLevel(logging.WARNING)
-    with_extension = hello_app(RATELIMIT_ENABLED=False)  # bench.limits measures limits
-    Resilience(with_extension)
-    calls = {"bare": wsgi_caller(hello_app()), "core": wsgi_caller(with_extension)}
-    for call in calls.values():
-        call()  # warm up
-    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS)
-    ratio = seconds["core"] / seconds["bare"]
-    return [
-        Row("hello world, bare Flask", seconds["bare"] * 1e6, "us", "-", True),
-        Row("hello world, flask_resilience core", seconds["core"] * 1e6, "us", "-", True),
-        Row("core / bare: errors, request ids, log context", ratio, "x", "<= 1.15x", ratio <= 1.15),
-    ]

@@ -46,7 +46,7 @@ def guarded_app() -> Flask:
         RESILIENCE_SESSION_SCHEMA={"uid": int},
         RESILIENCE_SESSION_IDLE_TIMEOUT=3600,
         RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=12 * 3600,
-        RATELIMIT_ENABLED=False,  # bench.limits measures limits
+        RATELIMIT_ENABLED=False,  # bench.peers measures limits
     )
     resilience = Resilience(app)
     resilience.user_loader(lambda: session.get("uid"))
@@ -72,7 +72,7 @@ def session_cookie(app: Flask) -> str:
     return response.headers["Set-Cookie"].split(";", 1)[0]
 
 
-def rows() -> list[Row]:
+def rows(scale: float = 1.0) -> list[Row]:
     logging.getLogger("flask_resilience").setLevel(logging.WARNING)
     bare, guarded, resigning = bare_app(), guarded_app(), guarded_app()
     # A client's cookie is at most a second old when it comes back within the
@@ -90,7 +90,7 @@ def rows() -> list[Row]:
     time.sleep(1.1)
     for call in calls.values():
         call()  # warm up
-    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS)
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
     checked = seconds["guarded"] / seconds["bare"]
     resigned = seconds["resigned"] / seconds["bare"]
     return [

@@ -17,8 +17,11 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from bench.core import PRODUCTION_CONFIG
-from bench.table import Row, median_seconds, render
+from bench.table import Row, compare, render, scaled
 from flask_resilience import Resilience
+
+ROUNDS = 61
+REPEAT = 200
 
 
 def _wsgi_call(app: Flask, path: str) -> Callable[[], object]:
@@ -53,55 +56,41 @@ def _stop_monitor(app: Flask) -> None:
     app.extensions["resilience"].health.monitor.stop()
 
 
-def _paired(first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
-    """Seconds a call of each takes, from short alternating rounds: the median of the
-    rounds' ratios, so that a busy moment of the machine weighs on both alike.
-
-    :return: the first's median, and the second's as that times the median ratio.
-    """
-    firsts, ratios = [], []
-    for _ in range(61):
-        one = median_seconds(first, repeat=200, rounds=1)
-        other = median_seconds(second, repeat=200, rounds=1)
-        firsts.append(one)
-        ratios.append(other / one)
-    median_first = statistics.median(firsts)
-    return median_first, median_first * statistics.median(ratios)
-
-
-def live_ratio() -> Row:
+def live_ratio(scale: float) -> Row:
     bare, resilient = _bare(), _resilient()
-    hello, live = _wsgi_call(bare, "/"), _wsgi_call(resilient, "/health/live")
-    live()  # the first request starts the monitor
-    bare_seconds, live_seconds = _paired(hello, live)
+    calls = {"hello": _wsgi_call(bare, "/"), "live": _wsgi_call(resilient, "/health/live")}
+    calls["live"]()  # the first request starts the monitor
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
     _stop_monitor(resilient)
-    ratio = bare_seconds / live_seconds
+    ratio = seconds["hello"] / seconds["live"]
     return Row("/health/live req/s vs bare Flask hello", ratio, "x", ">= 0.9", ratio >= 0.9)
 
 
-def hook_overhead() -> Row:
+def hook_overhead(scale: float) -> Row:
     """What health adds to every request of the app: the same app with it off and on."""
     without, with_health = _resilient(RESILIENCE_HEALTH_ENABLED=False), _resilient()
-    plain, timed = _wsgi_call(without, "/"), _wsgi_call(with_health, "/")
-    timed()
-    plain_seconds, timed_seconds = _paired(plain, timed)
+    calls = {"plain": _wsgi_call(without, "/"), "timed": _wsgi_call(with_health, "/")}
+    calls["timed"]()
+    # Without the monitor, which counts finished requests on its own thread every
+    # interval, the requests count themselves: all of it is measured.
     _stop_monitor(with_health)
-    micro = (timed_seconds - plain_seconds) * 1e6
+    seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
+    micro = (seconds["timed"] - seconds["plain"]) * 1e6
     return Row("health's request timing, cost per request", micro, "us", "< 10 us", micro < 10)
 
 
-def ready_with_hanging_check() -> Row:
+def ready_with_hanging_check(scale: float) -> Row:
     """Worst readiness latency at the default timeout while one check hangs forever."""
     release = threading.Event()
     worst = 0.0
     apps = []
-    for _ in range(3):
+    for _ in range(scaled(3, scale)):
         app = _resilient()
         app.extensions["resilience"].extension.health_check("hung", critical=True)(
             lambda: release.wait(3600)
         )
         ready = _wsgi_call(app, "/health/ready")
-        for _ in range(5):
+        for _ in range(scaled(5, scale)):
             started = time.perf_counter()
             ready()
             worst = max(worst, time.perf_counter() - started)
@@ -112,7 +101,7 @@ def ready_with_hanging_check() -> Row:
     return Row("/health/ready, one check hanging (worst)", worst, "s", "<= 1.1 s", worst <= 1.1)
 
 
-def monitor_cpu() -> Row:
+def monitor_cpu(scale: float) -> Row:
     """CPU one sample costs, as a share of one core at a 1 s interval.
 
     Measured with ``time.thread_time`` around the monitor's own ``tick`` (the work
@@ -125,7 +114,7 @@ def monitor_cpu() -> Row:
     monitor.stop()
     monitor.active = True
     costs = []
-    for _ in range(20):
+    for _ in range(scaled(20, scale, minimum=3)):
         started = time.thread_time()
         monitor.tick()
         costs.append(time.thread_time() - started)
@@ -133,8 +122,13 @@ def monitor_cpu() -> Row:
     return Row("monitor CPU at a 1 s interval", percent, "% core", "< 1 %", percent < 1.0)
 
 
-def rows() -> list[Row]:
-    return [live_ratio(), hook_overhead(), ready_with_hanging_check(), monitor_cpu()]
+def rows(scale: float = 1.0) -> list[Row]:
+    return [
+        live_ratio(scale),
+        hook_overhead(scale),
+        ready_with_hanging_check(scale),
+        monitor_cpu(scale),
+    ]
 
 
 if __name__ == "__main__":

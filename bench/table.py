@@ -17,26 +17,23 @@ class Row:
     met: bool
 
 
-def median_seconds(work: Callable[[], object], *, repeat: int, rounds: int) -> float:
-    """Median over ``rounds`` of the time one call of ``work`` takes (``repeat`` calls a round)."""
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeat):
-            work()
-        samples.append((time.perf_counter() - start) / repeat)
-    return statistics.median(samples)
+def scaled(count: int, scale: float, *, minimum: int = 1) -> int:
+    """``count`` rounds or repeats of a full run, cut down by ``scale`` (a smoke run's < 1)."""
+    return max(minimum, round(count * scale))
 
 
 def compare(
-    calls: dict[str, Callable[[], object]], *, repeat: int, rounds: int
+    calls: dict[str, Callable[[], object]], *, repeat: int, rounds: int, scale: float = 1.0
 ) -> dict[str, float]:
     """Median seconds per call of each of ``calls``, their rounds interleaved.
 
     Interleaving makes a burst of load on the machine hit every contender alike,
     and CPU time of this thread, not wall time, leaves out the time other
-    processes held the core: ratios hold even on a busy machine.
+    processes held the core: ratios hold even on a busy machine. ``scale`` cuts
+    ``repeat`` and ``rounds`` down for a smoke run, keeping three rounds at least
+    so that the median still drops an outlier.
     """
+    repeat, rounds = scaled(repeat, scale), scaled(rounds, scale, minimum=3)
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, work in calls.items():

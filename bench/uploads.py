@@ -19,6 +19,8 @@ from bench.table import Row, compare
 from flask_resilience import UploadPolicy, validate_upload
 
 MB = 1024 * 1024
+ROUNDS = 9
+REPEAT = 200
 POLICY = UploadPolicy(allowed_categories=["images"], max_size=600 * MB)
 
 
@@ -62,12 +64,12 @@ def _peak_growth(work: Callable[[], object]) -> float:
     return peak - baseline
 
 
-def rows() -> list[Row]:
+def rows(scale: float = 1.0) -> list[Row]:
     with _upload_file(1 * MB) as small, _upload_file(500 * MB) as large:
         calls = {"1 MB": _validator(small), "500 MB": _validator(large)}
         for call in calls.values():
             call()  # warm up: this thread's libmagic handle, the page cache
-        seconds = compare(calls, repeat=200, rounds=9)
+        seconds = compare(calls, repeat=REPEAT, rounds=ROUNDS, scale=scale)
         growth = _peak_growth(calls["500 MB"]) / MB
     ratio = seconds["500 MB"] / seconds["1 MB"]
     return [
