@@ -85,9 +85,10 @@ def load_average() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"
 
 
-def versions() -> str:
+def versions(packages: dict[str, str] = PACKAGES) -> str:
+    """Python's version and those of ``packages`` (distribution name: name on the page)."""
     found = [f"Python {platform.python_version()}"]
-    for distribution, name in PACKAGES.items():
+    for distribution, name in packages.items():
         try:
             found.append(f"{name} {version(distribution)}")
         except PackageNotFoundError:

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
-import psutil
-
+from bench import report as bench_report
+from bench.report import machine
 from harness.stack import ROOT
 
 DOCS = ROOT / "docs"
-PACKAGES = ("flask-resilience", "Flask", "Werkzeug", "Flask-Limiter", "gunicorn", "locust")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> str:
-    memory = psutil.virtual_memory().total / 2**30
-    return (
-        f"{cpu_model()}, {psutil.cpu_count()} cores, {memory:.0f} GiB, "
-        f"{platform.system()} {platform.release()}"
-    )
+# Distribution names, as pip knows them, and how the pages name them.
+PACKAGES = {
+    "flask-resilience": "flask_resilience",
+    "Flask": "Flask",
+    "Werkzeug": "Werkzeug",
+    "Flask-Limiter": "Flask-Limiter",
+    "gunicorn": "gunicorn",
+    "locust": "locust",
+}
+__all__ = ["machine", "table", "verdict", "versions", "write_page"]
 
 
 def versions() -> str:
-    return ", ".join(
-        [f"Python {platform.python_version()}", *(f"{name} {version(name)}" for name in PACKAGES)]
-    )
+    return bench_report.versions(PACKAGES)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
