@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -41,8 +41,12 @@ MAX_QUEUE_TIME = 1
 class Stack:
     """PostgreSQL, Redis and the example app under gunicorn, all on 127.0.0.1."""
 
-    def __init__(self, workers: int = WORKERS) -> None:
+    def __init__(self, workers: int = WORKERS, *, gunicorn_args: Sequence[str] = ()) -> None:
+        """:param gunicorn_args: options added to gunicorn's command line, which win over
+        the configuration file (``("--max-requests", "0")`` stops worker recycling).
+        """
         self.workers = workers
+        self.gunicorn_args = tuple(gunicorn_args)
         self.folder = Path(tempfile.mkdtemp(prefix="flask-resilience-harness-"))
         # The servers' folders live in the system temp folder, which the postgres
         # user can reach when the harness runs as root.
@@ -77,6 +81,7 @@ class Stack:
             str(self.workers),
             "--bind",
             f"{LOCALHOST}:{self.port}",
+            *self.gunicorn_args,
             "example_app:create_app()",
         ]
         self.gunicorn = subprocess.Popen(
