@@ -1,0 +1,86 @@
+"""The soak harness's smoke run: the example app under gunicorn, real load, its page and plot."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.stack import ROOT, WORKERS
+from tests.servers import postgres_unavailable_reason, redis_unavailable_reason, skip_or_fail
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def table_rows(page: str, first_header: str) -> dict[str, list[str]]:
+    """The rows of the markdown table whose first column is ``first_header``, by first cell."""
+    lines = page.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_smoke_run_samples_every_worker_and_writes_the_page_and_plot(tmp_path: Path) -> None:
+    for reason in (postgres_unavailable_reason(), redis_unavailable_reason()):
+        if reason:
+            skip_or_fail(reason)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.soak", "--smoke", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    page = (tmp_path / "soak.md").read_text()
+    assert "`python -m harness.soak --smoke`" in page
+    assert "--max-requests 0" in page
+    checks = table_rows(page, "Measure")
+    for measure in (
+        "Worker RSS growth, last vs first sample (max of 4)",
+        "Worker RSS growth, least-squares line over the window (max of 4)",
+        "Master RSS growth, last vs first / line",
+        "Threads, max - min (worst process)",
+        "File descriptors, max - min (worst process)",
+        "File descriptors other than client connections, max - min",
+        "Latency after warm-up, p50 / p95",
+    ):
+        figure, _, verdict = checks[measure]
+        assert re.search(r"\d", figure), (measure, figure)
+        assert verdict.startswith("not judged"), (measure, verdict)
+    assert checks["Failures by status"][2] == "met"
+    assert checks["Samples of every process at every tick, none replaced"][2] == "met"
+    requests = int(checks["Requests"][0].split()[0])
+    assert requests > 100
+
+    ticks = int(re.search(r"(\d+) ticks\.", page)[1])  # type: ignore[index]
+    assert ticks >= 15
+    processes = table_rows(page, "Process")
+    assert list(processes) == ["master", *(f"worker {n}" for n in range(1, WORKERS + 1))]
+    pids = {row[0] for row in processes.values()}
+    assert len(pids) == WORKERS + 1
+    for name, row in processes.items():
+        assert int(row[1]) == ticks, f"{name} was sampled {row[1]} times of {ticks}"
+
+    assert "![" in page and "(soak.png)" in page
+    width, height = png_size(tmp_path / "soak.png")
+    assert width >= 800 and height >= 800
