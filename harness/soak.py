@@ -385,8 +385,8 @@ def processes_table(run: Run) -> str:
 def page(run: Run, found: Sequence[Check], plot_name: str) -> str:
     plan = run.plan
     window = intervals(run)
-    busiest = max((item.requests for item in window), default=0)
-    quietest = min((item.requests for item in window if item.end > plan.warm_up), default=0)
+    steady = [item.requests for item in window if item.end - plan.interval >= plan.warm_up]
+    counts = f"{min(steady, default=0)} to {max(steady, default=0)}"
     problems = "".join(f"\n  - {problem}" for problem in run.problems) or " none."
     smoke = (
         "\n- This is a smoke run: far too short to judge growth, so the memory, thread, "
@@ -395,11 +395,11 @@ def page(run: Run, found: Sequence[Check], plot_name: str) -> str:
         else ""
     )
     return f"""\
-{plan.users} simulated users (`harness/locustfile.py`) for {duration(plan.seconds)} against
-the example app under gunicorn ({len(run.workers)} sync workers, worker recycling off), on
-throwaway PostgreSQL and Redis on 127.0.0.1. Every gunicorn process was sampled every
-{plan.interval:g} s: {plan.ticks} ticks. The first {duration(plan.warm_up)} are warm-up and
-left out of every figure below except the request count and the failures.
+{plan.users} simulated users (`harness/locustfile.py`) for {duration(plan.seconds)}
+against the example app under gunicorn ({len(run.workers)} sync workers, worker recycling
+off), on throwaway PostgreSQL and Redis on 127.0.0.1. Every gunicorn process was sampled
+every {plan.interval:g} s: {plan.ticks} ticks. The first {duration(plan.warm_up)} are
+warm-up and left out of every figure below except the request count and the failures.
 
 {checks_table(found)}
 
@@ -415,8 +415,7 @@ Each process after warm-up:
   all but two log in through the form and then list, open and upload documents, read
   statistics and `/api/me`, one to three seconds apart; two load balancers poll
   `/health/ready` once a second. Every request is logged with its start time, status and
-  duration; per interval ({plan.interval:g} s) the run saw {quietest} to {busiest} requests
-  after warm-up.
+  duration; after warm-up, each {plan.interval:g}-second interval saw {counts} requests.
 - **Worker recycling is off**: `example_app/gunicorn.conf.py` sets `max_requests = 1000`
   (plus jitter), so each worker would be replaced after about 1,000 requests and start its
   memory afresh, which hides a leak. The soak passes `--max-requests 0` on gunicorn's
