@@ -82,7 +82,6 @@ class Plan:
 @dataclass(frozen=True)
 class Run:
     plan: Plan
-    port: int
     master: int
     workers: Sequence[int]
     started: float
@@ -118,9 +117,7 @@ def soak(plan: Plan) -> Run:
             load.wait()
         finally:
             load.stop()
-        return Run(
-            plan, stack.port, master, workers, load.started, samples, problems, read_requests(log)
-        )
+        return Run(plan, master, workers, load.started, samples, problems, read_requests(log))
 
 
 def watch(
