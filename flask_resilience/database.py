@@ -26,6 +26,7 @@ from .errors import (
     RequestDeadlineExceeded,
     warn,
 )
+from .log import current_request_id
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -267,6 +268,33 @@ def rollback_on_error(app: Flask, db: SQLAlchemy) -> None:
 
     setattr(app, "handle_user_exception", handle_user_exception_after_rollback)  # noqa: B010
     got_request_exception.connect(rollback, app, weak=False)
+
+
+def close_session_quietly(app: Flask, db: SQLAlchemy) -> None:
+    """Close each request's session before Flask-SQLAlchemy's teardown, without raising.
+
+    Closing rolls back what the request left open. When the connection was lost after
+    the request's last query (the server restarted, an administrator ended it), that
+    ROLLBACK fails, and an exception from a teardown turns the answer the view already
+    gave into a 500. The failure invalidates the connection, so Flask-SQLAlchemy's own
+    close afterwards is quiet. Teardown-request functions run before every
+    teardown-appcontext function, whichever extension was set up first.
+    """
+
+    def close(_error: BaseException | None) -> None:
+        if not db.session.registry.has():
+            return
+        try:
+            db.session.close()
+        except sa.exc.SQLAlchemyError:
+            logger.warning(
+                "Closing the request's database session failed; its connection is discarded"
+                " [request_id=%s]",
+                current_request_id(),
+                exc_info=True,
+            )
+
+    app.teardown_request(close)
 
 
 # SQLSTATE of a statement cancelled by statement_timeout (PostgreSQL), and the

@@ -138,6 +138,7 @@ class Resilience:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
             database.rollback_on_error(app, state.db)
+            database.close_session_quietly(app, state.db)
         uploads.init_app(app, config)
         app.extensions["resilience"] = state
 

@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_resilience import Resilience, query_timeout, request_timeout
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, libpq_conninfo, wait_until
 
 
 def database_app(make_app: Callable[..., Flask], url: str, **config: object) -> Flask:
@@ -45,6 +46,23 @@ def database_app(make_app: Callable[..., Flask], url: str, **config: object) -> 
     def late_query() -> str:
         time.sleep(0.3)
         return str(db.session.execute(sa.text("SELECT 1")).scalar())
+
+    @app.get("/lost-after-query")
+    def lost_after_query() -> str:
+        # The view's last query succeeds, then the server ends the connection (a
+        # restart, an administrator) while the request's transaction is still open.
+        backend = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with psycopg.connect(libpq_conninfo(url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+            wait_until(
+                lambda: (
+                    not admin.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)
+                    ).fetchone()
+                ),
+                timeout=5,
+            )
+        return "answered"
 
     @app.get("/slow-python")
     def slow_python() -> str:
@@ -92,6 +110,18 @@ def test_server_killed_mid_request_is_503(
     assert response.get_json()["status"] == 503
     pg.restart()
     assert client.get("/one").status_code == 200
+
+
+def test_a_connection_lost_after_the_last_query_does_not_fail_the_answer(
+    make_app: Callable[..., Flask], postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = database_app(make_app, postgres_url).test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_resilience"):
+        response = client.get("/lost-after-query")
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "answered"
+    assert "Closing the request's database session failed" in caplog.text
+    assert client.get("/one").get_data(as_text=True) == "1"
 
 
 def test_exhausted_pool_is_503_within_pool_timeout(
