@@ -9,7 +9,8 @@ stops accepting connections and lets its requests in flight finish within
 * ``post_fork``: tells the app how many workers there are (in-memory rate limits
   are per process); when the worker gets SIGTERM, turns readiness to 503 at once
   and ends the worker if it is still busy ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
-* ``worker_exit``: runs the app's cleanups once the worker's requests are done;
+* ``worker_exit``: closes the worker's copy of the listening sockets, then runs the
+  app's cleanups once the worker's requests are done;
 * ``on_exit``: runs the master's, for apps loaded there with ``preload_app``.
 
 Keep gunicorn's ``graceful_timeout`` at least ``RESILIENCE_SHUTDOWN_TIMEOUT``, so
@@ -18,6 +19,7 @@ that the deadline is the extension's and its cleanups get their time.
 
 from __future__ import annotations
 
+import contextlib
 from types import FrameType
 from typing import Any
 
@@ -42,7 +44,19 @@ def post_fork(arbiter: Any, worker: Any) -> None:
 
 def worker_exit(arbiter: Any, worker: Any) -> None:
     """In the worker, after its last request: the cleanups, within the deadline."""
+    _close_listeners(worker)
     lifecycle.shutdown_all()
+
+
+def _close_listeners(worker: Any) -> None:
+    # A sync worker keeps its copies of the listening sockets until its process ends.
+    # Until then, on a shutdown, the kernel accepts connections that no process will
+    # serve and resets them when the last worker goes: requests lost after they were
+    # sent. Closed now, they are refused, which a client or a load balancer can retry
+    # safely. The master and the other workers keep their own copies.
+    for listener in getattr(worker, "sockets", None) or ():
+        with contextlib.suppress(OSError):
+            listener.close()
 
 
 def on_exit(arbiter: Any) -> None:

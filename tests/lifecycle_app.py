@@ -1,7 +1,8 @@
 """A small app served by real servers (gunicorn, Werkzeug) in the lifecycle tests.
 
 ``LIFECYCLE_CLEANUP_FILE`` names a file each cleanup appends a line to, so that
-a test can count how often cleanups ran in the server's processes.
+a test can count how often cleanups ran in the server's processes;
+``LIFECYCLE_CLEANUP_SECONDS`` makes each cleanup take that long.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def create_app() -> Flask:
     )
     resilience = Resilience(app)
     cleanup_file = os.environ["LIFECYCLE_CLEANUP_FILE"]
+    cleanup_seconds = float(os.environ.get("LIFECYCLE_CLEANUP_SECONDS", "0"))
 
-    @resilience.register_cleanup(timeout=2)
+    @resilience.register_cleanup(timeout=2 + cleanup_seconds)
     def record_cleanup() -> None:
+        time.sleep(cleanup_seconds)
         with open(cleanup_file, "a") as file:
             file.write(f"cleanup {os.getpid()}\n")
 

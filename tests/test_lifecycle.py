@@ -195,12 +195,17 @@ def test_sigterm_is_left_to_whoever_handles_it() -> None:
 
 
 def _start(
-    command: list[str], port: int, tmp_path: Path, shutdown_timeout: float = 10
+    command: list[str],
+    port: int,
+    tmp_path: Path,
+    shutdown_timeout: float = 10,
+    cleanup_seconds: float = 0,
 ) -> tuple[subprocess.Popen[bytes], Path]:
     cleanup_file = tmp_path / "cleanups.txt"
     env = {
         **os.environ,
         "LIFECYCLE_CLEANUP_FILE": str(cleanup_file),
+        "LIFECYCLE_CLEANUP_SECONDS": str(cleanup_seconds),
         "LIFECYCLE_SHUTDOWN_TIMEOUT": str(shutdown_timeout),
         "PYTHONPATH": str(ROOT),
     }
@@ -238,7 +243,7 @@ def _sigterm_during_slow_requests(
         return requests, readiness, elapsed
 
 
-def _gunicorn(port: int) -> list[str]:
+def _gunicorn(port: int, *options: str) -> list[str]:
     return [
         str(VENV_BIN / "gunicorn"),
         "--config",
@@ -248,8 +253,45 @@ def _gunicorn(port: int) -> list[str]:
         "--workers",
         "2",
         "--no-control-socket",
+        *options,
         "tests.lifecycle_app:create_app()",
     ]
+
+
+def _connection_outcome(url: str) -> str:
+    """The status of a GET, or "refused", or how the connection was lost."""
+    try:
+        return str(_get(url, timeout=5)[0])
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            return "refused"
+        return f"lost ({error.reason!r})"
+    except OSError as error:  # reset or closed once the request was sent
+        return f"lost ({error!r})"
+
+
+def test_connections_after_sigterm_are_refused_not_accepted_and_lost(tmp_path: Path) -> None:
+    # Sync workers (gunicorn's default) stop accepting at the signal, but a copy of the
+    # listening socket they kept open would let the kernel accept connections that no
+    # process serves, and reset them once the cleanups are over and the workers exit.
+    port = free_port()
+    process, _ = _start(
+        _gunicorn(port, "--worker-class", "sync", "--threads", "1"),
+        port,
+        tmp_path,
+        cleanup_seconds=1.5,
+    )
+    url = f"http://127.0.0.1:{port}/health/live"
+    try:
+        assert wait_until(lambda: _connection_outcome(url) == "200", 10)
+        time.sleep(0.5)  # both workers booted
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the workers are in their cleanups
+        outcomes = [_connection_outcome(url) for _ in range(5)]
+        process.wait(20)
+    finally:
+        _stop(process)
+    assert outcomes == ["refused"] * 5, (tmp_path / "server.log").read_text()
 
 
 def test_sigterm_to_gunicorn_drains_then_cleans_up(tmp_path: Path) -> None:
