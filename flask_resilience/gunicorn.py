@@ -7,8 +7,10 @@ stops accepting connections and lets its requests in flight finish within
 ``graceful_timeout``. These hooks add what gunicorn cannot know about:
 
 * ``post_fork``: tells the app how many workers there are (in-memory rate limits
-  are per process); when the worker gets SIGTERM, turns readiness to 503 at once
-  and ends the worker if it is still busy ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
+  are per process) and whether this one replaces another in a running server (its
+  startup checks then never stop the server); when the worker gets SIGTERM, turns
+  readiness to 503 at once and ends the worker if it is still busy
+  ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
 * ``worker_exit``: closes the worker's copy of the listening sockets, then runs the
   app's cleanups once the worker's requests are done;
 * ``on_exit``: runs the master's, for apps loaded there with ``preload_app``.
@@ -30,7 +32,10 @@ __all__ = ["on_exit", "post_fork", "worker_exit"]
 
 def post_fork(arbiter: Any, worker: Any) -> None:
     """In the new worker, before it installs its signal handlers and loads the app."""
-    server.record_gunicorn_workers(int(arbiter.cfg.workers))
+    workers = int(arbiter.cfg.workers)
+    # gunicorn counts the workers it forks: the server's first ones are 1 to --workers.
+    replacement = int(getattr(worker, "age", 0)) > workers
+    server.record_gunicorn_workers(workers, replacement=replacement)
     handle_exit = worker.handle_exit
 
     # The worker installs ``self.handle_exit`` for SIGTERM after this hook: wrapping

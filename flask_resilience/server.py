@@ -13,12 +13,24 @@ import sys
 from collections.abc import Sequence
 
 _gunicorn_workers: int | None = None
+_replacement_worker = False
 
 
-def record_gunicorn_workers(workers: int) -> None:
-    """Called by the gunicorn ``post_fork`` hook, before the worker loads the app."""
-    global _gunicorn_workers
+def record_gunicorn_workers(workers: int, *, replacement: bool = False) -> None:
+    """Called by the gunicorn ``post_fork`` hook, before the worker loads the app.
+
+    :param replacement: the worker takes the place of another in a server that was
+        already serving (one that crashed or was recycled, a reload), rather than
+        being one of the server's first.
+    """
+    global _gunicorn_workers, _replacement_worker
     _gunicorn_workers = workers
+    _replacement_worker = replacement
+
+
+def replaces_a_worker() -> bool:
+    """True in a gunicorn worker started in place of another, once the server was up."""
+    return _replacement_worker
 
 
 def under_gunicorn() -> bool:

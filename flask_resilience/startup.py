@@ -64,12 +64,14 @@ def run_checks(
     retries: int | None = None,
     workers: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    unreachable: Status = "fail",
 ) -> list[CheckResult]:
     """Every startup check for ``app``.
 
     :param retries: attempts for each database and Redis; ``RESILIENCE_STARTUP_RETRIES``
         by default.
     :param workers: worker processes that will serve the app; guessed by default.
+    :param unreachable: the status of a database or Redis that cannot be reached.
     """
     config = app.config
     attempts = retries or int(config.get("RESILIENCE_STARTUP_RETRIES", 5))
@@ -82,11 +84,12 @@ def run_checks(
             partial_connect(url, options, app.instance_path),
             attempts,
             sleep,
+            unreachable,
         )
         for name, url, options in database_urls(config)
     ]
     results += [
-        check_reachable(f"redis {key}", url, partial_ping(url), attempts, sleep)
+        check_reachable(f"redis {key}", url, partial_ping(url), attempts, sleep, unreachable)
         for key, url in redis_urls(config)
     ]
     results += [check_secret_key(config), *check_cookies(config)]
@@ -106,7 +109,14 @@ def validate(app: Flask) -> None:
     """
     if skip_validation.get():
         return
-    results = run_checks(app)
+    if server.replaces_a_worker():
+        # The server is up and its other workers serve. Were this worker to refuse to
+        # start, gunicorn would stop the whole server: a database that is down for a few
+        # seconds while a worker is recycled would take the app down for good. It starts
+        # at once and answers 503 until the database is back, as the others do.
+        results = run_checks(app, retries=1, unreachable="warn")
+    else:
+        results = run_checks(app)
     for result in results:
         if result.status == "warn":
             logger.warning("Startup check %s: %s", result.name, result.detail)
@@ -316,7 +326,12 @@ def partial_ping(url: str) -> Callable[[], None]:
 
 
 def check_reachable(
-    name: str, url: str, attempt: Callable[[], None], attempts: int, sleep: Callable[[float], None]
+    name: str,
+    url: str,
+    attempt: Callable[[], None],
+    attempts: int,
+    sleep: Callable[[float], None],
+    unreachable: Status = "fail",
 ) -> CheckResult:
     """Try ``attempt`` up to ``attempts`` times, waiting 0.5 s, 1 s, 2 s ... in between."""
     shown = _hide_password(url)
@@ -333,7 +348,8 @@ def check_reachable(
         tries = "" if number == 1 else f" after {number} attempts"
         return CheckResult(name, "pass", f"{shown} reachable{tries}")
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return CheckResult(name, "fail", f"{shown} unreachable after {attempts} attempts: {reason}")
+    detail = f"{shown} unreachable after {attempts} attempts: {reason}"
+    return CheckResult(name, unreachable, detail)
 
 
 def _backoff() -> Iterator[float]:

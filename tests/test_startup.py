@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from click.testing import Result
 from flask import Flask
@@ -18,7 +24,9 @@ from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, ResilienceWarning, StartupCheckFailed, startup
 from flask_resilience.cli import resilience_group
-from tests.servers import PostgresServer, free_port
+from tests.servers import PostgresServer, free_port, port_is_open, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PRODUCTION_COOKIES = {
     "SESSION_COOKIE_SECURE": True,
@@ -223,6 +231,65 @@ def test_validate_on_startup_refuses_to_start(
     with pytest.raises(StartupCheckFailed, match="database default") as raised:
         Resilience(app)
     assert any(result.status == "fail" for result in raised.value.results)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+@pytest.mark.postgres
+def test_a_worker_replaced_while_the_database_is_down_starts_and_the_server_stays(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    # A worker refusing to start makes gunicorn stop the whole server, which would turn
+    # a database down for a few seconds while a worker is recycled into an outage.
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--config",
+        "tests/lifecycle_gunicorn_conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--no-control-socket",
+        "tests.startup_app:create_app()",
+    ]
+    env = {**os.environ, "STARTUP_DATABASE_URL": pg.url, "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/one"
+    try:
+        assert wait_until(lambda: port_is_open(port) and _status(url) == 200, 20)
+        first_workers = psutil.Process(server.pid).children()
+        pg.stop()
+        first_workers[0].kill()
+        assert wait_until(
+            lambda: server.poll() is not None or "Startup check database" in log_path.read_text(),
+            20,
+        ), log_path.read_text()
+        assert server.poll() is None, log_path.read_text()
+        assert _status(url) == 503
+        pg.start()
+        assert wait_until(lambda: _status(url) == 200, 10)
+        assert server.poll() is None, log_path.read_text()
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
+        if not pg.is_running():
+            pg.start()
 
 
 def test_validate_on_startup_passes_and_logs_warnings(
