@@ -1,0 +1,562 @@
+"""Chaos: the example app under steady load while its dependencies and processes fail.
+
+``python -m harness.chaos`` starts a stack, puts it under a steady locust load for
+the whole run, and injects each fault of :data:`FULL` in turn: after each, it
+measures how long until every endpoint is healthy again, then lets the app settle
+before the next. It prints a table, writes ``docs/chaos.md`` and ``docs/chaos.png``,
+and exits 1 when a target is missed.
+
+``--smoke`` runs three short faults in under a minute, for the test suite; it
+exits 1 on a 500, a health endpoint that lied, a traceback or an error body that is
+not problem+json, or an app that did not recover at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import faults, report
+from harness.faults import Expect, Fault, Injection
+from harness.probe import ENDPOINTS, HEALTHY_MILLISECONDS, Prober
+from harness.stack import REQUEST_TIMEOUT, WORKERS, Stack
+from harness.timeline import Window, plot, status_class
+from harness.traffic import Load, Request, read_requests
+from harness.watch import HealthWatch, Sample
+
+RECOVERY_TARGET = 2.0
+RECOVERY_LIMIT = 60.0
+PROBE_INTERVAL = 0.1
+OBSERVED_AFTER = 3.0
+"""Seconds after the return every fault's window lasts at least."""
+SHUTDOWN_GRACE = 0.2
+"""Seconds a worker may take to hear of a SIGTERM its master passes on."""
+
+REFUSED = "ConnectionRefusedError"
+ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (\d{3}) ')
+ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\]|Traceback|\bERROR\b")
+
+
+@dataclass(frozen=True)
+class Plan:
+    users: int
+    warmup: float
+    settle: float
+    faults: tuple[Fault, ...]
+    limit: float
+    """Seconds the load and the polling may run at most."""
+    smoke: bool
+
+
+FULL = Plan(
+    users=30,
+    warmup=30,
+    settle=25,
+    faults=(
+        faults.postgres_stopped(10),
+        faults.connections_killed(),
+        faults.table_locked(8),
+        faults.slots_exhausted(8),
+        faults.redis_stopped(10),
+        faults.worker_killed(),
+        faults.worker_killed_while_postgres_down(10),
+        faults.graceful_reload(),
+        faults.graceful_shutdown(),  # last: it stops the app, which is then started again
+    ),
+    limit=14 * 60,
+    smoke=False,
+)
+SMOKE = Plan(
+    users=10,
+    warmup=4,
+    settle=3,
+    faults=(faults.postgres_stopped(6), faults.redis_stopped(4), faults.worker_killed()),
+    limit=100,
+    smoke=True,
+)
+
+
+@dataclass
+class Trial:
+    """One fault as it happened: its times, and gunicorn's log meanwhile."""
+
+    fault: Fault
+    injection: Injection
+    recovered: float | None
+    settled: float
+    """When what follows the fault (workers replaced) was over too."""
+    log: str
+
+    @property
+    def end(self) -> float:
+        """The end of the fault's window: healthy again, everything it set off done, and
+        at least a few seconds after the return, for the aftermath of an instant fault."""
+        healthy = self.recovered or self.injection.returned + RECOVERY_LIMIT
+        return max(healthy, self.settled, self.injection.returned + OBSERVED_AFTER)
+
+    @property
+    def recovery(self) -> float | None:
+        return None if self.recovered is None else self.recovered - self.injection.returned
+
+
+@dataclass(frozen=True)
+class Run:
+    plan: Plan
+    started: float
+    trials: list[Trial]
+    requests: list[Request]
+    samples: list[Sample]
+    watch: HealthWatch
+    log: str
+
+
+# -- running -------------------------------------------------------------------------
+
+
+def run(plan: Plan) -> Run:
+    with Stack() as stack:
+        request_log = stack.folder / "requests.csv"
+        prober = Prober(stack)
+        if not prober.log_in():
+            raise RuntimeError("the probe could not log in to a freshly started app")
+        load = Load(stack.url, plan.users, plan.limit, request_log, spawn_rate=10)
+        try:
+            with HealthWatch(stack, plan.limit) as watch:
+                time.sleep(plan.warmup)
+                trials = [try_fault(stack, prober, fault, plan) for fault in plan.faults]
+        finally:
+            load.stop()
+        return Run(
+            plan,
+            load.started,
+            trials,
+            read_requests(request_log),
+            watch.samples,
+            watch,
+            stack.log_file.read_text(errors="replace"),
+        )
+
+
+def try_fault(stack: Stack, prober: Prober, fault: Fault, plan: Plan) -> Trial:
+    print(f"{time.strftime('%H:%M:%S')} {fault.name}", file=sys.stderr, flush=True)
+    if stack.gunicorn is None or stack.gunicorn.poll() is not None:
+        raise RuntimeError(f"gunicorn is not running; see {stack.log_file}")
+    log_from = stack.log_file.stat().st_size
+    injection = fault.inject(stack)
+    recovered = wait_until_healthy(prober)
+    if fault.aftermath is not None:
+        fault.aftermath(stack, injection)
+    settled = time.time()
+    with stack.log_file.open(errors="replace") as log:
+        log.seek(log_from)
+        written = log.read()
+    time.sleep(plan.settle)
+    return Trial(fault, injection, recovered, settled, written)
+
+
+def wait_until_healthy(prober: Prober) -> float | None:
+    """The moment every endpoint answered 200 promptly, polled every 0.1 s; None if never."""
+    deadline = time.monotonic() + RECOVERY_LIMIT
+    while time.monotonic() < deadline:
+        failing = prober.unhealthy()
+        if not failing:
+            return time.time()
+        if any(entry.endswith(" 401") for entry in failing):
+            prober.log_in()
+        time.sleep(PROBE_INTERVAL)
+    return None
+
+
+# -- judging ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the health polls of a fault's window said against what they should have."""
+
+    ready: Counter[int]
+    live: Counter[int]
+    lies: list[str]
+    """Answers that contradicted the fault's expectation."""
+    unanswered: list[str]
+    """Polls that got no answer within their timeout where one was due."""
+
+    def text(self) -> str:
+        if not self.lies and not self.unanswered:
+            return "yes"
+        return "; ".join([*(f"NO: {lie}" for lie in self.lies), *self.unanswered])
+
+
+@dataclass(frozen=True)
+class Result:
+    trial: Trial
+    statuses: Counter[str]
+    server_errors: int
+    lost: int
+    """Requests sent after the injection, accepted, then lost (reset, disconnected)."""
+    refused: int
+    in_flight: int
+    """Requests in flight at the injection: the users', and the harness's own at a signal."""
+    in_flight_answered: int
+    health: Health
+    bodies: int
+    bad_bodies: int
+    error_lines: list[str]
+
+    @property
+    def recovered_in_time(self) -> bool:
+        recovery = self.trial.recovery
+        return recovery is not None and recovery <= RECOVERY_TARGET
+
+    @property
+    def lossless(self) -> bool:
+        """Every request in flight answered; for a reload, none lost or refused either.
+
+        After a shutdown's signal no listener should take requests: those refused are
+        no loss, and those the kernel still accepted while a busy worker kept its copy
+        of the listening socket open are counted, but need a load balancer to drain.
+        """
+        if self.in_flight_answered < self.in_flight:
+            return False
+        return self.trial.fault.expect is Expect.SHUTDOWN or self.lost + self.refused == 0
+
+    def missed(self, smoke: bool) -> list[str]:
+        """The targets this fault missed; in smoke mode only those that do not flake."""
+        checks = {
+            "500s": self.server_errors == 0,
+            "health": not self.health.lies,
+            "bodies": self.bad_bodies == 0,
+            "recovered": self.trial.recovered is not None,
+            **{failure: False for failure in self.trial.injection.failed},
+        }
+        if not smoke:
+            checks["health"] = not self.health.lies and not self.health.unanswered
+            checks["recovery"] = self.recovered_in_time
+            if self.trial.fault.lossless:
+                checks["lost"] = self.lossless
+        return [name for name, met in checks.items() if not met]
+
+
+def judge(trial: Trial, run: Run) -> Result:
+    start, end = trial.injection.injected, trial.end
+    requests = [r for r in run.requests if r.start <= end and r.end >= start]
+    in_flight = [r for r in requests if r.start < start]
+    after = [r for r in requests if r.start >= start and r.status == 0]
+    refused = sum(r.error == REFUSED for r in after)
+    harness = trial.injection.in_flight
+    errors = run.watch.errors_between(start, end)
+    return Result(
+        trial,
+        Counter(r.error or str(r.status) for r in requests),
+        sum(r.status == 500 for r in requests),
+        len(after) - refused,
+        refused,
+        len(in_flight) + len(harness),
+        sum(r.status != 0 for r in in_flight) + sum(map(bool, harness)),
+        judge_health(trial, run.samples),
+        len(errors),
+        sum(e.traceback or (e.status >= 500 and not e.problem_json) for e in errors),
+        error_lines(trial.log),
+    )
+
+
+def judge_health(trial: Trial, samples: Sequence[Sample]) -> Health:
+    """Whether /health/ready and /health/live said what the fault deserved."""
+    injection, expect = trial.injection, trial.fault.expect
+    start, end = injection.injected, trial.end
+    ready = [s for s in samples if s.path == "/health/ready" and start <= s.start <= end]
+    live = [s for s in samples if s.path == "/health/live" and start <= s.start <= end]
+    lies: list[str] = []
+    unanswered: list[str] = []
+    if expect is not Expect.SHUTDOWN:  # live may go with a process that is going
+        if any(s.status not in (0, 200) for s in live):
+            lies.append("live answered other than 200")
+        if silent := sum(s.status == 0 for s in live):
+            unanswered.append(f"live unanswered x{silent}")
+    if expect is Expect.DATABASE_DOWN and not any(
+        s.status == 503 and s.start <= injection.returned for s in ready
+    ):
+        lies.append("ready never 503 while the database was down")
+    if expect is Expect.DATABASE_UP and any(s.status == 503 for s in ready):
+        lies.append("ready 503 while the database answered")
+    if expect in (Expect.REDIS_DOWN, Expect.PROCESSES_REPLACED):
+        if any(s.status not in (0, 200) for s in ready):
+            lies.append("ready answered other than 200")
+        if silent := sum(s.status == 0 for s in ready):
+            unanswered.append(f"ready unanswered x{silent}")
+    if expect is Expect.SHUTDOWN and any(
+        s.status == 200 and start + SHUTDOWN_GRACE <= s.start <= injection.returned for s in ready
+    ):
+        lies.append("ready 200 while shutting down")
+    return Health(
+        Counter(s.status for s in ready), Counter(s.status for s in live), lies, unanswered
+    )
+
+
+def error_lines(log: str) -> list[str]:
+    """gunicorn's error-level lines and tracebacks (not the access log)."""
+    return [
+        line for line in log.splitlines() if not ACCESS_LINE.match(line) and ERROR_LINE.search(line)
+    ]
+
+
+def logged_statuses(log: str) -> Counter[str]:
+    return Counter(match.group(1) for match in map(ACCESS_LINE.match, log.splitlines()) if match)
+
+
+# -- reporting ---------------------------------------------------------------------
+
+
+def counts(counter: Counter[str] | Counter[int], name: Callable[[str], str] = str) -> str:
+    """``status count, ...``: statuses in order, then the errors of requests not answered."""
+    texts = {str(key): count for key, count in counter.items()}
+
+    def order(key: str) -> tuple[int, int, str]:
+        return (0, int(key), "") if key.isdigit() else (1, 0, key)
+
+    return ", ".join(f"{name(key)} {texts[key]}" for key in sorted(texts, key=order))
+
+
+def no_answer(key: str) -> str:
+    if key == "0":
+        return "none"
+    return "refused" if key == REFUSED else key
+
+
+def mark(text: str, met: bool) -> str:
+    return f"{text} {report.verdict(met)}"
+
+
+def row(number: int, result: Result) -> list[str]:
+    trial = result.trial
+    recovery = trial.recovery
+    recovery_text = "never" if recovery is None else f"{recovery:.2f} s"
+    lost = f"{result.lost} lost, {result.refused} refused"
+    if trial.fault.lossless:
+        lost = mark(
+            f"in flight: {result.in_flight_answered} of {result.in_flight} answered; after: {lost}",
+            result.lossless,
+        )
+    health = result.health
+    missed = result.missed(smoke=False)
+    return [
+        str(number),
+        trial.fault.name,
+        f"{trial.end - trial.injection.injected:.1f} s",
+        counts(result.statuses, no_answer),
+        mark(str(result.server_errors), result.server_errors == 0),
+        lost,
+        mark(recovery_text, result.recovered_in_time),
+        f"ready {counts(health.ready, no_answer)}; live {counts(health.live, no_answer)}",
+        health.text(),
+        "all met" if not missed else "MISSED: " + ", ".join(missed),
+    ]
+
+
+HEADER = (
+    "#",
+    "Fault",
+    "Window",
+    "Answers in the window (status: count)",
+    "500s (target 0)",
+    "Requests lost (target: SIGHUP none, SIGTERM none in flight)",
+    f"Recovery (target <= {RECOVERY_TARGET:g} s)",
+    "Health polls (status: count)",
+    "Health truthful",
+    "Targets",
+)
+
+
+@dataclass(frozen=True)
+class WholeRun:
+    classes: Counter[str]
+    server_errors: int
+    """500s answered to locust's users."""
+    logged: Counter[str]
+    """Statuses in gunicorn's access log: every request, the harness's own too."""
+    tracebacks: int
+    bodies: int
+    bad_bodies: int
+
+    @property
+    def clean(self) -> bool:
+        return not (self.server_errors or self.logged["500"] or self.tracebacks or self.bad_bodies)
+
+
+def whole_run(run: Run) -> WholeRun:
+    errors = run.watch.errors
+    return WholeRun(
+        Counter(status_class(r) for r in run.requests),
+        sum(r.status == 500 for r in run.requests),
+        logged_statuses(run.log),
+        run.log.count("Traceback"),
+        len(errors),
+        sum(e.traceback or (e.status >= 500 and not e.problem_json) for e in errors),
+    )
+
+
+def summary_lines(run: Run) -> list[str]:
+    whole = whole_run(run)
+    logged_500s = whole.logged["500"]
+    bad = whole.bad_bodies
+    return [
+        f"Whole run: {len(run.requests)} requests from locust ({counts(whole.classes)});"
+        f" {mark(f'{whole.server_errors} answered 500', whole.server_errors == 0)}.",
+        f"gunicorn's access log (every request, the harness's polls too):"
+        f" {counts(whole.logged)}; {mark(f'{logged_500s} x 500', logged_500s == 0)}.",
+        f"Tracebacks in gunicorn's log: {mark(str(whole.tracebacks), whole.tracebacks == 0)}.",
+        f"Error answers to the harness's logged-in user: {whole.bodies} of"
+        f" {run.watch.answers} polls of /api/documents;"
+        f" {mark(f'{bad} with a traceback or not problem+json', bad == 0)}.",
+    ]
+
+
+def table_text(results: Sequence[Result]) -> str:
+    return report.table(HEADER, [row(n, r) for n, r in enumerate(results, 1)])
+
+
+def page_body(run: Run, results: Sequence[Result], plot_name: str) -> str:
+    plan = run.plan
+    duration = max((r.end for r in run.requests), default=run.started) - run.started
+    faults_table = report.table(
+        ("#", "Fault", "How it is injected", "What health should say"),
+        [
+            (n, r.trial.fault.name, r.trial.fault.how, r.trial.fault.expect.value)
+            for n, r in enumerate(results, 1)
+        ],
+    )
+    notes = []
+    for number, result in enumerate(results, 1):
+        lines = [
+            *result.trial.injection.notes,
+            f"{result.bodies} error answers sampled, {result.bad_bodies} with a traceback or"
+            " not problem+json",
+        ]
+        unique = sorted({strip_prefix(line) for line in result.error_lines})
+        lines.append(
+            f"{len(result.error_lines)} error lines in gunicorn's log"
+            + (": " + "; ".join(f"`{line}`" for line in unique[:4]) if unique else "")
+        )
+        why = f" {result.trial.fault.why}" if result.trial.fault.why else ""
+        notes.append(
+            f"{number}. **{result.trial.fault.name}**.{why} Measured: " + "; ".join(lines) + "."
+        )
+    return "\n".join(
+        [
+            f"{plan.users} simulated users (locust, `harness/locustfile.py`) and two load"
+            f" balancers' readiness probes load the example app for the whole run"
+            f" ({duration:.0f} s): gunicorn with {WORKERS} sync workers, PostgreSQL and Redis,"
+            f" all on loopback, request deadline {REQUEST_TIMEOUT} s. The faults come one"
+            " at a time; after each, the harness waits until every endpoint is healthy,"
+            f" then lets the app settle {plan.settle:g} s before the next.",
+            "",
+            "## The faults",
+            "",
+            faults_table,
+            "",
+            "## Results",
+            "",
+            table_text(results),
+            "",
+            *(f"- {line}" for line in summary_lines(run)),
+            "",
+            f"![Latency, answers per second and health over the run]({plot_name})",
+            "",
+            "Red: from the injection until the dependency is back (or the signal);"
+            " orange: until every endpoint is healthy again.",
+            "",
+            "## How the figures are taken",
+            "",
+            "- **Window**: from the injection until every endpoint is healthy again and what"
+            f" the fault set off (new workers) is done, {OBSERVED_AFTER:g} s after the return"
+            " at least. The answers are those of locust's requests under way at any moment"
+            " of it.",
+            "- **Lost**: requests sent after the injection that got no answer other than a"
+            " refused connection (reset, disconnected); **refused**: connections refused"
+            " while no listener was open. **In flight** (signals): the users' requests"
+            " under way at the signal, and two uploads of the harness whose bodies are half"
+            " sent at the signal and finished 0.5 s after it; each must be answered.",
+            "- **Recovery**: from the dependency's return (the end of the outage, the"
+            " signal, or for SIGTERM the new start) until `Prober.all_healthy()`, polled"
+            f" every {PROBE_INTERVAL:g} s, finds {', '.join(ENDPOINTS)} answering 200 within"
+            f" {HEALTHY_MILLISECONDS / 1000:g} s.",
+            "- **Health**: `/health/ready` and `/health/live` polled every 0.2 s (2 s timeout,"
+            " 0: no answer in time) for the whole run; each fault is judged by the polls of its"
+            " window against the expectation in the table above.",
+            "- **Error bodies**: the harness's own logged-in user asks `/api/documents` every"
+            " 0.5 s; every error answer must be problem+json, without a traceback.",
+            "",
+            "## Notes",
+            "",
+            *notes,
+        ]
+    )
+
+
+def strip_prefix(line: str) -> str:
+    """A log line without its time and process id, so that repeats collapse."""
+    return re.sub(r"^\[[^\]]+\] \[\d+\] ", "", line).strip()
+
+
+def windows(results: Iterable[Result]) -> list[Window]:
+    return [
+        Window(
+            r.trial.fault.label,
+            r.trial.injection.injected,
+            r.trial.injection.returned,
+            r.trial.end,
+        )
+        for r in results
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="three short faults, < 1 minute")
+    parser.add_argument(
+        "--output", type=Path, default=report.DOCS, help="folder of chaos.md and chaos.png"
+    )
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else FULL
+    outcome = run(plan)
+    results = [judge(trial, outcome) for trial in outcome.trials]
+    print(table_text(results))
+    for line in summary_lines(outcome):
+        print(line)
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")
+    plot(
+        args.output / "chaos.png",
+        outcome.requests,
+        outcome.samples,
+        windows(results),
+        outcome.started,
+        f"{command}: {plan.users} users, faults one at a time",
+    )
+    page = report.write_page(
+        "chaos",
+        "Chaos: the example app under load while things fail",
+        page_body(outcome, results, "chaos.png"),
+        command,
+        folder=args.output,
+    )
+    print(f"Wrote {page} and {args.output / 'chaos.png'}")
+
+    missed = [m for r in results for m in r.missed(plan.smoke)]
+    if not whole_run(outcome).clean:
+        missed.append("the whole run: a 500, a traceback or an error body")
+    if missed:
+        print(f"Targets missed: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
