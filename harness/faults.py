@@ -253,17 +253,17 @@ def _health_said(stack: Stack) -> list[str]:
             headers={"Authorization": f"Bearer {stack.health_token}"},
             timeout=5,
         )
-    except requests.RequestException as error:
-        return [f"health did not answer: {type(error).__name__}"]
-    notes = [f"/health/ready said {ready.status_code} {ready.json().get('status')!r}"]
-    body = detailed.json()
+        said, body = ready.json(), detailed.json()
+    except (requests.RequestException, ValueError) as error:
+        return [f"health did not answer in JSON: {type(error).__name__}"]
+    notes = [f"/health/ready said {ready.status_code} {said.get('status')!r}"]
     storage = body.get("checks", {}).get("rate_limit_storage", [{}])[0]
     limits = body.get("rate_limit", {})
     notes.append(
         f"/health/detailed said {detailed.status_code} {body.get('status')!r}, score"
-        f" {body.get('score')}; rate_limit_storage {storage.get('status')!r}"
-        f" ({storage.get('output')}); rate_limit {limits.get('status')!r}, counting in"
-        f" memory: {limits.get('counting_in_memory_fallback')}"
+        f" {body.get('score')}; its check rate_limit_storage {storage.get('status')!r},"
+        f" rate_limit {limits.get('status')!r}, counting in memory:"
+        f" {limits.get('counting_in_memory_fallback')}"
     )
     return notes
 
