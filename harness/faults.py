@@ -149,7 +149,8 @@ def table_locked(seconds: float) -> Fault:
         why=(
             "Statements waiting on the lock are cancelled at the 2 s request deadline (504)."
             " `/api/stats` has a 10 s budget and waits the lock out. With sync workers, while"
-            " every worker waits, nothing else is answered, `/health/live` included."
+            " every worker waits, nothing else is answered, `/health/live` included; users'"
+            " requests that waited more than 1 s for a worker are then shed (503)."
         ),
     )
 
