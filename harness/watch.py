@@ -93,9 +93,6 @@ class HealthWatch:
         for thread in self._threads:
             thread.join(POLL_TIMEOUT + 1)
 
-    def between(self, path: str, start: float, end: float) -> list[Sample]:
-        return [s for s in self.samples if s.path == path and start <= s.start <= end]
-
     def errors_between(self, start: float, end: float) -> list[ErrorAnswer]:
         return [e for e in self.errors if start <= e.start <= end]
 
