@@ -18,7 +18,7 @@ from . import (
     pages,
     permissions,  # noqa: F401  (registers the guards' loaders on import)
 )
-from .config import configure
+from .config import configure, log_to_stderr
 from .demo import init_db_command
 from .extensions import db, login_manager, resilience
 from .security import csrf_token
@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     configure(app, test_config)
+    log_to_stderr()
 
     db.init_app(app)
     # After db.init_app: the extension hardens the engines Flask-SQLAlchemy just set up.

@@ -8,6 +8,7 @@ at real services.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -67,6 +68,20 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         app.config["SECRET_KEY"] = instance_secret(instance, SECRET_KEY_FILE)
     if not app.config.get("RESILIENCE_HEALTH_TOKEN"):
         app.config["RESILIENCE_HEALTH_TOKEN"] = instance_secret(instance, HEALTH_TOKEN_FILE)
+
+
+def log_to_stderr() -> None:
+    """Send log records to stderr, unless the server or a test already set up logging.
+
+    The extension's logger only has a NullHandler, as a library's should: without
+    this, its records (a failed request with its id, a warning from the monitor)
+    would go nowhere under gunicorn, which sets up its own loggers only.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+        )
 
 
 def env_flag(name: str, default: bool) -> bool:

@@ -188,11 +188,17 @@ def _skip_already_logged(record: logging.LogRecord) -> bool:
     return True
 
 
-def log_error(error: BaseException | None, status: int, *, message: str | None = None) -> None:
+def log_error(
+    error: BaseException | None, status: int, *, message: str | None = None, outage: bool = False
+) -> None:
     """Log one failed request, once, with its context.
 
-    5xx answers are errors (with the traceback, when there is one); 4xx answers are
-    the client's mistakes and are logged at INFO.
+    A 5xx for an exception is an error with its traceback. Any other 5xx is an
+    answer the app chose (a breaker open, a full bulkhead): a warning. So is an
+    ``outage``, a database error recognised as the server being unreachable (503)
+    or a deadline (504): its warning carries the exception's first line, so that
+    an outage failing a hundred requests a second logs a hundred lines, not a
+    hundred tracebacks. 4xx answers are the client's mistakes, logged at INFO.
     """
     state = request_state()
     if state.logged:
@@ -203,9 +209,11 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
     elapsed_ms = (time.perf_counter() - state.started) * 1000
     context = request_context()
     text = message or (type(error).__name__ if error is not None else "error")
-    # A crash is an error with its traceback; a 5xx the app chose to answer
-    # (a breaker open, a full bulkhead) is a warning; a 4xx is the client's doing.
-    crashed = status >= 500 and error is not None and not isinstance(error, HTTPException)
+    crashed = (
+        status >= 500 and error is not None and not isinstance(error, HTTPException) and not outage
+    )
+    if outage and error is not None:
+        text = f"{text}: {first_line(error)}"
     level = logging.ERROR if crashed else logging.WARNING if status >= 500 else logging.INFO
     logger.log(
         level,
@@ -225,6 +233,12 @@ def log_error(error: BaseException | None, status: int, *, message: str | None =
             "request": scrubbed_request(),
         },
     )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, shortened: enough to tell outages apart."""
+    line = str(error).strip().partition("\n")[0]
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def scrubbed_request() -> dict[str, Any]:

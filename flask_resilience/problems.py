@@ -67,7 +67,10 @@ def _log_unhandled(sender: Flask, exception: Exception, **_: Any) -> None:
     ``app.logger`` drop Flask's own record of it: one record per error.
     """
     answer = classify_database_error(exception)
-    log.log_error(exception, answer.code if answer and answer.code else 500)
+    if answer is None:
+        log.log_error(exception, 500)
+    else:
+        log.log_error(exception, answer.code or 503, outage=True)
 
 
 def problem_response(error: HTTPException, original: BaseException | None = None) -> Response:

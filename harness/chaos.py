@@ -7,7 +7,7 @@ before the next. It prints a table and writes ``docs/chaos.md`` and ``docs/chaos
 with every target, met or missed.
 
 It exits 1 when a target of correctness is missed: a 500, a health endpoint that
-lied, a traceback or an error body that is not problem+json, a request in flight at
+lied, a crash logged, an error body with a traceback or not problem+json, a request in flight at
 a signal left unanswered, a server that stopped or never recovered. Targets of
 speed (recovery within 2 s, health polls answered within 2 s, nothing lost on a
 reload) depend on the machine and only show on the page. ``--smoke`` runs three
@@ -43,6 +43,8 @@ SHUTDOWN_GRACE = 0.2
 
 REFUSED = "ConnectionRefusedError"
 ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (\d{3}) ')
+# The example app's log format: "2026-11-22 20:34:14,019 ERROR flask_resilience [pid] ...".
+APP_ERROR_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ ERROR ", re.MULTILINE)
 ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\]|Traceback|\bERROR\b")
 
 
@@ -388,13 +390,16 @@ class WholeRun:
     """500s answered to locust's users."""
     logged: Counter[str]
     """Statuses in gunicorn's access log: every request, the harness's own too."""
+    crashes: int
+    """The app's ERROR records: an exception nothing handled, answered 500."""
     tracebacks: int
+    """Every traceback logged, warnings included (a health check that starts failing)."""
     bodies: int
     bad_bodies: int
 
     @property
     def clean(self) -> bool:
-        return not (self.server_errors or self.logged["500"] or self.tracebacks or self.bad_bodies)
+        return not (self.server_errors or self.logged["500"] or self.crashes or self.bad_bodies)
 
 
 def whole_run(run: Run) -> WholeRun:
@@ -403,6 +408,7 @@ def whole_run(run: Run) -> WholeRun:
         Counter(status_class(r) for r in run.requests),
         sum(r.status == 500 for r in run.requests),
         logged_statuses(run.log),
+        len(APP_ERROR_RECORD.findall(run.log)),
         run.log.count("Traceback"),
         len(errors),
         sum(e.traceback or (e.status >= 500 and not e.problem_json) for e in errors),
@@ -418,7 +424,9 @@ def summary_lines(run: Run) -> list[str]:
         f" {mark(f'{whole.server_errors} answered 500', whole.server_errors == 0)}.",
         f"gunicorn's access log (every request, the harness's polls too):"
         f" {counts(whole.logged)}; {mark(f'{logged_500s} x 500', logged_500s == 0)}.",
-        f"Tracebacks in gunicorn's log: {mark(str(whole.tracebacks), whole.tracebacks == 0)}.",
+        f"The app's ERROR records (crashes) in gunicorn's log:"
+        f" {mark(str(whole.crashes), whole.crashes == 0)}; tracebacks logged: {whole.tracebacks}"
+        " (a health check that starts failing logs one, per worker).",
         f"Error answers to the harness's logged-in user: {whole.bodies} of"
         f" {run.watch.answers} polls of /api/documents;"
         f" {mark(f'{bad} with a traceback or not problem+json', bad == 0)}.",

@@ -81,6 +81,8 @@ class Stack:
             str(self.workers),
             "--bind",
             f"{LOCALHOST}:{self.port}",
+            # One control socket per user otherwise: two stacks at once would share it.
+            "--no-control-socket",
             *self.gunicorn_args,
             "example_app:create_app()",
         ]

@@ -93,6 +93,42 @@ def test_server_down_is_503_and_back_up_on_the_first_try(
     assert client.get("/one").status_code == 200
 
 
+def test_an_outage_is_logged_once_per_request_as_a_warning_without_traceback(
+    make_app: Callable[..., Flask], pg: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = database_app(make_app, pg.url).test_client()
+    assert client.get("/one").status_code == 200
+    pg.kill()
+    with caplog.at_level(logging.INFO, logger="flask_resilience"):
+        answers = [client.get("/one", headers={"X-Request-ID": f"outage-{n}"}) for n in range(3)]
+    pg.restart()
+    assert [answer.status_code for answer in answers] == [503, 503, 503]
+    records = [r for r in caplog.records if r.name == "flask_resilience"]
+    assert [r.levelno for r in records] == [logging.WARNING] * 3
+    assert all(r.exc_info is None for r in records)
+    for n, record in enumerate(records):
+        message = record.getMessage()
+        assert f"request_id=outage-{n}" in message
+        assert "-> 503" in message and "OperationalError: " in message
+        assert "\n" not in message
+
+
+def test_a_crash_is_still_logged_with_its_traceback(
+    make_app: Callable[..., Flask], postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = database_app(make_app, postgres_url)
+
+    @app.get("/bug")
+    def bug() -> str:
+        raise ZeroDivisionError("division by zero in a view")
+
+    with caplog.at_level(logging.INFO, logger="flask_resilience"):
+        assert app.test_client().get("/bug").status_code == 500
+    [record] = [r for r in caplog.records if r.name == "flask_resilience"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ZeroDivisionError)
+
+
 def test_server_killed_mid_request_is_503(
     make_app: Callable[..., Flask], pg: PostgresServer
 ) -> None:

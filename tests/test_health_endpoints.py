@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -252,6 +253,41 @@ def test_single_flight_under_concurrent_calls(app: Flask) -> None:
         thread.join(30)
     assert statuses == [200] * 200
     assert len(runs) == 1
+
+
+@pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL=0, RESILIENCE_HEALTH_CACHE_TTL_FAILED=0)
+def test_a_check_that_keeps_raising_logs_one_traceback_per_streak(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = {"now": True}
+
+    @resilience(app).health_check("db", critical=True)
+    def database() -> bool:
+        if failing["now"]:
+            raise ConnectionError(f"cannot reach postgresql://app:{PASSWORD}@db/app\nmore")
+        return True
+
+    def poll(times: int) -> list[int]:
+        return [client.get("/health/ready").status_code for _ in range(times)]
+
+    with caplog.at_level(logging.INFO, logger="flask_resilience.health"):
+        assert poll(3) == [503] * 3
+        failing["now"] = False
+        assert poll(1) == [200]
+        failing["now"] = True
+        assert poll(2) == [503] * 2
+    records = [r for r in caplog.records if "Health check 'db'" in r.getMessage()]
+    assert [(r.levelno, r.exc_info is not None) for r in records] == [
+        (logging.WARNING, True),
+        (logging.INFO, False),
+        (logging.INFO, False),
+        (logging.WARNING, True),
+        (logging.INFO, False),
+    ]
+    assert "still raises ConnectionError: cannot reach postgresql://app:***@db/app" in (
+        records[1].getMessage()
+    )
+    assert all(PASSWORD not in r.getMessage() for r in records)
 
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL=0.6, RESILIENCE_HEALTH_CACHE_TTL_FAILED=0.2)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..log import first_line
+
 logger = logging.getLogger("flask_resilience.health")
 
 STATUSES = ("pass", "warn", "fail")
@@ -155,6 +157,8 @@ class CheckRunner:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Outcome]] = {}
         self._running: dict[str, _Run] = {}
+        # Checks whose last run raised: the next raise is not news (see _log_raised).
+        self._raising: set[str] = set()
 
     def running(self) -> list[str]:
         """Names of the checks whose run has not finished (hung ones among them)."""
@@ -224,9 +228,10 @@ class CheckRunner:
                 raw = check.func()
             duration = time.perf_counter() - started
             outcome = interpret(check, raw, duration)
+            self._raising.discard(check.name)
         except Exception as error:
             duration = time.perf_counter() - started
-            logger.warning("Health check %r raised", check.name, exc_info=True)
+            self._log_raised(check.name, error)
             outcome = Outcome(
                 check.name,
                 "fail",
@@ -241,6 +246,23 @@ class CheckRunner:
             self._running.pop(check.name, None)
             self._cache[check.name] = (self._expiry(outcome), outcome)
         run.future.set_result(outcome)
+
+    def _log_raised(self, name: str, error: Exception) -> None:
+        """A warning with the traceback when a check starts raising; one line after that.
+
+        While a database is down its check raises on every run, for every worker;
+        one traceback per outage tells what happened, the rest would bury it.
+        """
+        if name in self._raising:
+            logger.info(
+                "Health check %r still raises %s: %s",
+                name,
+                type(error).__name__,
+                scrub(first_line(error)),
+            )
+            return
+        self._raising.add(name)
+        logger.warning("Health check %r raised", name, exc_info=True)
 
     def _expiry(self, outcome: Outcome) -> float:
         ttl = self.ttl_failed if outcome.status == "fail" else self.ttl
