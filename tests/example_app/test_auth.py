@@ -129,3 +129,18 @@ def test_basic_auth(client: FlaskClient) -> None:
 )
 def test_basic_auth_rejects_bad_credentials(client: FlaskClient, headers: dict[str, str]) -> None:
     assert client.get("/api/me", headers=headers).status_code == 401
+
+
+@on_both_backends
+@pytest.mark.parametrize("user_id", ["", "abc", "1.5", "\u0663", str(2**63), "9" * 5000])
+def test_a_session_whose_user_id_names_nobody_is_anonymous(
+    client: FlaskClient, user_id: str
+) -> None:
+    # Signed with the app's own key, as a session from an older release would be.
+    with client.session_transaction() as session:
+        session["_user_id"] = user_id
+
+    assert client.get("/api/me").status_code == 401
+    response = client.get("/documents")
+    assert response.status_code == 302
+    assert response.location.startswith("/login")
