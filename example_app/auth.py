@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from flask import (
@@ -23,7 +24,7 @@ from werkzeug.exceptions import Unauthorized
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db, login_manager, resilience
-from .models import User
+from .models import ID_MAX, User
 from .security import check_csrf, is_safe_redirect
 
 bp = Blueprint("auth", __name__)
@@ -33,6 +34,9 @@ API_REALM = "Documents API"
 
 # Per client address. Enough for someone mistyping a password, far too few to guess one.
 LOGIN_ATTEMPTS = "10 per minute"
+
+# As Flask-Login writes a user's id: ASCII digits, no sign, no leading zero, at most ID_MAX.
+_USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 
 
 def current_account() -> User:
@@ -60,7 +64,12 @@ def _dummy_hash(method: str) -> str:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    # The id comes from the session cookie. One that is not an id names nobody: Flask-Login
+    # expects None then, and an exception would answer 500 on every page for that cookie.
+    if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
+        return None
+    number = int(user_id)
+    return db.session.get(User, number) if number <= ID_MAX else None
 
 
 @login_manager.request_loader

@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 from flask_resilience import UploadCheck, UploadPolicy, save_upload
 
 from .extensions import db
-from .models import Document, User
+from .models import ID_MAX, Document, User
 
 TITLE_MAX_LENGTH = 200
 
@@ -71,6 +71,8 @@ def store_document(owner: User, check: UploadCheck, title: str | None = None) ->
 
 def get_document(organization_id: int, document_id: int) -> Document | None:
     """The document if it belongs to the organization; another tenant's looks missing."""
+    if not 0 < document_id <= ID_MAX:
+        return None
     return db.session.scalar(
         select(Document)
         .options(joinedload(Document.owner))
@@ -83,6 +85,9 @@ def paginate_documents(organization_id: int, page: int, per_page: int | None) ->
     config = current_app.config
     if per_page is None or per_page < 1:
         per_page = config["DOCUMENTS_PER_PAGE"]
+    # A page past the last is empty anyway; past ID_MAX its offset could overflow the
+    # database's integers (a 500) instead.
+    page = min(page, ID_MAX)
     return db.paginate(
         select(Document)
         .options(joinedload(Document.owner))

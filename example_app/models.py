@@ -21,6 +21,15 @@ else:
     Model = db.Model
 
 
+ID_MAX = 2**31 - 1
+"""The largest id a row can have: primary keys are INTEGER, 32 bits on PostgreSQL.
+
+A larger number names no row, yet the database refuses it as a parameter (PostgreSQL
+past 32 bits, SQLite past 64) instead of finding nothing: check ids from a request
+against it.
+"""
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

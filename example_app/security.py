@@ -13,8 +13,8 @@ CSRF_FIELD = "csrf_token"
 
 def csrf_token() -> str:
     """The session's CSRF token, for a hidden field in every form that posts."""
-    token: str | None = session.get(_CSRF_SESSION_KEY)
-    if token is None:
+    token = session.get(_CSRF_SESSION_KEY)
+    if not isinstance(token, str) or not token:
         token = session[_CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
     return token
 
@@ -29,7 +29,13 @@ def check_csrf() -> None:
         return
     expected = session.get(_CSRF_SESSION_KEY)
     sent = request.form.get(CSRF_FIELD, "")
-    if not expected or not secrets.compare_digest(sent, expected):
+    # Compared as bytes: compare_digest refuses strings with non-ASCII characters, and
+    # anyone can post one.
+    if (
+        not isinstance(expected, str)
+        or not expected
+        or not secrets.compare_digest(sent.encode(), expected.encode())
+    ):
         abort(400, description="The form has expired. Reload the page and try again.")
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, settings
 
 from tests.servers import (
     PostgresServer,
@@ -23,6 +24,17 @@ from tests.servers import (
     skip_or_fail,
     unique_database_name,
 )
+
+# ``HYPOTHESIS_PROFILE=fuzz`` runs the property tests that do not fix their own count
+# (the example app's fuzz tests among them) with many more examples, for a long run.
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 
 # ===========================================================================
 # Database servers

@@ -14,7 +14,7 @@ from example_app import create_app
 from example_app.demo import seed_accounts
 from example_app.extensions import db
 
-from .helpers import HEALTH_TOKEN, csrf_token_in
+from .helpers import HEALTH_TOKEN, log_in
 
 # Far cheaper than the production scrypt; the tests check logic, not hash strength.
 FAST_PASSWORD_HASH = "pbkdf2:sha256:1000"
@@ -82,11 +82,6 @@ def login(client: FlaskClient) -> Callable[..., None]:
     """Log ``client`` in through the HTML form, as a browser would."""
 
     def login(email: str, password: str | None = None) -> None:
-        password = password if password is not None else f"{email.split('@')[0]}-password"
-        token = csrf_token_in(client.get("/login").get_data(as_text=True))
-        response = client.post(
-            "/login", data={"email": email, "password": password, "csrf_token": token}
-        )
-        assert response.status_code == 302, "login failed"
+        log_in(client, email, password)
 
     return login

@@ -6,6 +6,7 @@ import base64
 import re
 
 import pytest
+from flask.testing import FlaskClient
 
 # Tests marked with this run once per database; PostgreSQL needs the server the
 # top-level conftest's postgres_url fixture connects to.
@@ -31,3 +32,17 @@ def csrf_token_in(html: str) -> str:
     match = _CSRF_FIELD.search(html)
     assert match, "the page has no form with a CSRF token"
     return match.group(1)
+
+
+def log_in(client: FlaskClient, email: str, password: str | None = None) -> str:
+    """Log ``client`` in through the HTML form, as a browser would; the session's CSRF token.
+
+    The token stays valid for the whole session: later forms of the same client post it.
+    """
+    password = password if password is not None else f"{email.split('@')[0]}-password"
+    token = csrf_token_in(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}
+    )
+    assert response.status_code == 302, "login failed"
+    return token

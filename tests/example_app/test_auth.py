@@ -54,6 +54,41 @@ def test_form_login_needs_the_csrf_token(client: FlaskClient) -> None:
     assert client.get("/api/me").status_code == 401
 
 
+@pytest.mark.parametrize(
+    "sent", ["é", "\u00a0" * 43, "\U0001f600"], ids=["accent", "no-break spaces", "emoji"]
+)
+def test_a_csrf_token_with_other_than_ascii_characters_is_refused(
+    client: FlaskClient, sent: str
+) -> None:
+    login_form(client)
+    response = client.post(
+        "/login",
+        data={"email": "alice@acme.test", "password": "alice-password", "csrf_token": sent},
+    )
+    assert response.status_code == 400
+    assert response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("stored", [5, None, "", ["token"]])
+def test_a_session_csrf_token_that_is_no_token_is_replaced(
+    client: FlaskClient, stored: object
+) -> None:
+    # Signed with the app's own key, as a session from an older release would be.
+    with client.session_transaction() as session:
+        session["_csrf_token"] = stored
+    assert client.post("/login", data={"csrf_token": str(stored)}).status_code == 400
+
+    response = client.post(
+        "/login",
+        data={
+            "email": "alice@acme.test",
+            "password": "alice-password",
+            "csrf_token": login_form(client),
+        },
+    )
+    assert response.status_code == 302
+
+
 def test_logout_needs_post_and_the_csrf_token(
     client: FlaskClient, login: Callable[..., None]
 ) -> None:
@@ -129,3 +164,18 @@ def test_basic_auth(client: FlaskClient) -> None:
 )
 def test_basic_auth_rejects_bad_credentials(client: FlaskClient, headers: dict[str, str]) -> None:
     assert client.get("/api/me", headers=headers).status_code == 401
+
+
+@on_both_backends
+@pytest.mark.parametrize("user_id", ["", "abc", "1.5", "\u0663", str(2**63), "9" * 5000])
+def test_a_session_whose_user_id_names_nobody_is_anonymous(
+    client: FlaskClient, user_id: str
+) -> None:
+    # Signed with the app's own key, as a session from an older release would be.
+    with client.session_transaction() as session:
+        session["_user_id"] = user_id
+
+    assert client.get("/api/me").status_code == 401
+    response = client.get("/documents")
+    assert response.status_code == 302
+    assert response.location.startswith("/login")

@@ -330,6 +330,27 @@ def test_missing_document_and_missing_file(client: FlaskClient, instance_path: P
 
 
 @on_both_backends
+@pytest.mark.parametrize("doc_id", [2**31, 2**63, 10**30])
+def test_ids_no_row_can_have_are_missing(client: FlaskClient, doc_id: int) -> None:
+    # The databases refuse such a parameter (PostgreSQL past 32 bits, SQLite past 64).
+    for path in (f"/api/documents/{doc_id}", f"/api/documents/{doc_id}/download"):
+        response = client.get(path, headers=ALICE)
+        assert response.status_code == 404
+        assert response.json["detail"] == f"There is no document {doc_id}."
+
+
+@on_both_backends
+@pytest.mark.parametrize("page", [2**31, 2**63, 10**30])
+def test_a_page_far_past_the_last_is_empty(client: FlaskClient, page: int) -> None:
+    upload(client, ALICE)
+
+    response = client.get(f"/api/documents?page={page}&per_page=100", headers=ALICE)
+
+    assert response.status_code == 200
+    assert (response.json["items"], response.json["total"]) == ([], 1)
+
+
+@on_both_backends
 def test_organization_documents(client: FlaskClient) -> None:
     document = upload(client, ALICE).json
     me = client.get("/api/me", headers=CAROL).json

@@ -114,3 +114,14 @@ def test_viewer_sees_no_upload_form_and_cannot_post(
     )
     assert response.status_code == 403
     assert response.mimetype == "text/html"
+
+
+def test_documents_page_far_past_the_last_is_empty(
+    client: FlaskClient, login: Callable[..., None]
+) -> None:
+    login("carol@acme.test")
+
+    response = client.get(f"/documents?page={10**30}")
+
+    assert response.status_code == 200
+    assert "No documents yet." in response.get_data(as_text=True)
