@@ -50,6 +50,10 @@ chaos: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m harness.soak --minutes $(SOAK_MINUTES)
 
+# Every route of the example app with many more hostile requests than `make test` sends.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/example_app/test_fuzz.py -q
+
 demo: $(STAMP)
 	$(BIN)/flask --app example_app init-db
 	@echo

@@ -22,9 +22,10 @@ from harness.stack import MAX_QUEUE_TIME, REQUEST_TIMEOUT, Stack, wait_seconds
 from harness.traffic import Load, Request, Summary, summarize
 
 LEVELS = (50, 100, 200, 500)
-SECONDS = 90
-SPAWN_RATE = 10
-"""Users started per second: 500 users arrive within 50 s."""
+STEADY_SECONDS = 60
+"""How long each level runs once all its users have arrived."""
+SPAWN_RATE = 5
+"""Users arriving per second: 200 users arrive over 40 s, 500 over 100 s."""
 
 RECOVERY_LIMIT = 10.0
 DATABASE_P95_LIMIT = 500.0
@@ -38,6 +39,8 @@ class Level:
     overall: Summary
     database: Summary
     login: Summary
+    steady_database: Summary
+    """The API once every user has arrived: the rush of logins is over."""
     recovery: float | None
 
     def server_errors(self) -> int:
@@ -63,8 +66,10 @@ def is_database_endpoint(request: Request) -> bool:
     return request.name.startswith("/api/")
 
 
-def run_level(stack: Stack, prober: Prober, users: int, seconds: float) -> Level:
+def run_level(stack: Stack, prober: Prober, users: int, steady_seconds: float) -> Level:
     log = stack.folder / f"requests-{users}.csv"
+    arrival = users / SPAWN_RATE
+    seconds = arrival + steady_seconds
     load = Load(stack.url, users, seconds, log, spawn_rate=SPAWN_RATE)
     try:
         load.wait()
@@ -72,11 +77,14 @@ def run_level(stack: Stack, prober: Prober, users: int, seconds: float) -> Level
         load.stop()
     recovery = wait_seconds(prober.all_healthy, timeout=60)
     requests = load.requests()
+    api = [r for r in requests if is_database_endpoint(r)]
+    steady_from = load.started + arrival
     return Level(
         users=users,
         overall=summarize(requests, seconds),
-        database=summarize(filter(is_database_endpoint, requests), seconds),
+        database=summarize(api, seconds),
         login=summarize((r for r in requests if r.name == "/login [POST]"), seconds),
+        steady_database=summarize((r for r in api if r.start >= steady_from), steady_seconds),
         recovery=recovery,
     )
 
@@ -108,6 +116,7 @@ def results_table(levels: list[Level]) -> str:
             milliseconds(level.overall.p95),
             milliseconds(level.overall.p99),
             milliseconds(level.database.p95),
+            milliseconds(level.steady_database.p95),
             milliseconds(level.login.p95),
             "-" if level.recovery is None else f"{level.recovery:.1f} s",
         )
@@ -122,6 +131,7 @@ def results_table(levels: list[Level]) -> str:
         "p95",
         "p99",
         "API p95",
+        "API p95, all arrived",
         "login p95",
         "recovery",
     )
@@ -148,9 +158,14 @@ def targets(levels: list[Level]) -> list[tuple[str, str, bool]]:
             figure = "none in 60 s" if level.recovery is None else f"{level.recovery:.1f} s"
             checks.append((f"recovery within 10 s after {level.users} users", figure, recovered))
         if level.users == 200:
-            p95 = level.database.p95
-            met = p95 < DATABASE_P95_LIMIT
-            checks.append(("API p95 < 500 ms at 200 users", milliseconds(p95), met))
+            for label, summary in (
+                ("whole level", level.database),
+                ("once all users arrived", level.steady_database),
+            ):
+                met = summary.p95 < DATABASE_P95_LIMIT
+                checks.append(
+                    (f"API p95 < 500 ms at 200 users, {label}", milliseconds(summary.p95), met)
+                )
     return checks
 
 
@@ -159,8 +174,9 @@ def page_body(levels: list[Level], seconds: float) -> str:
     return f"""\
 The example app under gunicorn (its `gunicorn.conf.py` with the hooks, 4 sync
 workers) on a throwaway PostgreSQL and Redis on loopback, loaded by locust in
-headless mode. Each level runs {seconds:.0f} s; users arrive {SPAWN_RATE} a second, log in
-through the form (scrypt), then list documents, open one, read the statistics,
+headless mode. At each level users arrive {SPAWN_RATE} a second, and the level goes on
+{seconds:.0f} s after the last has arrived. Each user logs in through the form
+(scrypt: about 90 ms of CPU), then lists documents, open one, read the statistics,
 check who they are and upload a small file, one to three seconds apart. Two
 load balancers poll `/health/ready` once a second. Each user sends its own
 `X-Forwarded-For` address, which the app trusts from one proxy, so rate limits
@@ -169,8 +185,9 @@ stamp: a request that waited more than {MAX_QUEUE_TIME} s for a worker is answer
 once (`RESILIENCE_MAX_QUEUE_TIME`). Database work has a {REQUEST_TIMEOUT} s deadline
 (`RESILIENCE_REQUEST_TIMEOUT`).
 
-Percentiles cover every request of the level, the login rush included; "API"
-is the `/api/*` endpoints (each reads the database), "login" the form posts.
+Percentiles cover every request of the level, the rush of logins included;
+"API" is the `/api/*` endpoints (each reads the database), "API, all arrived"
+the same once every user of the level has arrived, "login" the form posts.
 Recovery is the time, after the load stops, until `/health/live`,
 `/health/ready`, `/api/documents`, `/api/stats` and `/api/me` all answer 200
 within a second.
@@ -188,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="one level of 10 users for 10 s")
     parser.add_argument("--output", type=Path, default=DOCS, help="folder for load.md")
     arguments = parser.parse_args(argv)
-    levels, seconds = ((10,), 10.0) if arguments.smoke else (LEVELS, float(SECONDS))
+    levels, seconds = ((10,), 8.0) if arguments.smoke else (LEVELS, float(STEADY_SECONDS))
 
     results = run(levels, seconds)
     checks = targets(results)
