@@ -176,8 +176,9 @@ The example app under gunicorn (its `gunicorn.conf.py` with the hooks, 4 sync
 workers) on a throwaway PostgreSQL and Redis on loopback, loaded by locust in
 headless mode. At each level users arrive {SPAWN_RATE} a second, and the level goes on
 {seconds:.0f} s after the last has arrived. Each user logs in through the form
-(scrypt: about 90 ms of CPU), then lists documents, open one, read the statistics,
-check who they are and upload a small file, one to three seconds apart. Two
+(scrypt: about 90 ms of CPU), then lists documents, opens one, reads the
+statistics, checks who it is and uploads a small file, one to three seconds
+apart. Locust, PostgreSQL and Redis run on the same machine as the app. Two
 load balancers poll `/health/ready` once a second. Each user sends its own
 `X-Forwarded-For` address, which the app trusts from one proxy, so rate limits
 apply per user as they would behind a load balancer, and an `X-Request-Start`
