@@ -418,7 +418,8 @@ def graceful_reload() -> Fault:
         why=(
             "gunicorn forks the new workers and stops the old ones at once; the new ones take"
             " a few seconds on two busy cores to import and build the app (no preload_app),"
-            " and requests wait in the listen backlog meanwhile: slow, not lost."
+            " and requests wait in the listen backlog meanwhile: none is lost, and those that"
+            " waited more than 1 s for a worker are shed (503)."
         ),
         lossless=True,
         aftermath=_workers_replaced,
