@@ -325,14 +325,11 @@ OTHER_HEADERS = (
     "Expect",
     "X-HTTP-Method-Override",
 )
+RANGES = ("bytes=0-0", "bytes=-1", "bytes=999999999999-", "bytes=5-1", "bytes=0-1,2-3,4-5")
 other_header_values = st.one_of(
     st.sampled_from(
         [
-            "bytes=0-0",
-            "bytes=-1",
-            "bytes=999999999999-",
-            "bytes=5-1",
-            "bytes=0-1,2-3,4-5",
+            *RANGES,
             "gzip",
             "100-continue",
             "DELETE",
@@ -830,12 +827,16 @@ bodies = st.one_of(
 
 PLAUSIBLE_SEGMENTS: Mapping[str, st.SearchStrategy[str]] = {
     **SEGMENTS,
-    "int": st.one_of(st.integers(1, 60), st.sampled_from([2**31, 2**63, 10**30])).map(str),
+    # Mostly the ids of the documents the tests upload first, and the organizations'.
+    "int": st.one_of(
+        st.integers(1, 4), st.integers(1, 60), st.sampled_from([2**31, 2**63, 10**30])
+    ).map(str),
 }
 plausible_headers = st.tuples(
     _optional("Accept", st.sampled_from(["application/json", "text/html", "*/*", PROBLEM_JSON])),
     _optional("Authorization", demo_credentials.map(_basic)),
     _optional("X-Request-ID", st.from_regex(r"[A-Za-z0-9._:-]{1,40}", fullmatch=True)),
+    _optional("Range", st.sampled_from(RANGES)),
 ).map(lambda groups: tuple(header for group in groups for header in group))
 plausible_fields = st.tuples(
     st.just(("csrf_token", CSRF)),

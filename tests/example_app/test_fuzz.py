@@ -10,6 +10,7 @@ many more examples.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -28,6 +29,7 @@ from example_app.extensions import resilience
 
 from .fuzzing import (
     ANONYMOUS,
+    DOCUMENTS,
     EMAILS,
     PASSWORDS,
     PROBLEM_JSON,
@@ -207,6 +209,20 @@ class Fuzzer:
         return "\n".join(self.caplog.text.splitlines()[-60:])
 
 
+def upload_documents(app: Flask) -> None:
+    """Two documents in each organization, ids 1 to 4, for the routes that show one."""
+    client = app.test_client()
+    for email in ("alice@acme.test", "dave@globex.test"):
+        for name, content in DOCUMENTS[:2]:
+            response = client.post(
+                "/api/documents",
+                headers=basic_auth(email),
+                data={"file": (io.BytesIO(content), name)},
+                content_type="multipart/form-data",
+            )
+            assert response.status_code == 201, response.get_data()
+
+
 @pytest.fixture
 def fuzzer(app: Flask, caplog: pytest.LogCaptureFixture) -> Iterator[Fuzzer]:
     caplog.set_level(logging.INFO, logger="flask_resilience")
@@ -216,6 +232,7 @@ def fuzzer(app: Flask, caplog: pytest.LogCaptureFixture) -> Iterator[Fuzzer]:
     for email in EMAILS:
         browser = app.test_client()
         sessions[email] = _session_of(app, browser, log_in(browser, email))
+    upload_documents(app)
     # Cookies are the fuzzer's to send, garbage included: no cookie jar.
     yield Fuzzer(app, app.test_client(use_cookies=False), sessions, caplog)
     with app.app_context():
