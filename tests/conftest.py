@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -239,3 +241,26 @@ def dispose_engines(app: Flask) -> None:
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture
+def harness_smoke(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Run ``python -m harness.<name> --smoke``, its page written to ``tmp_path``.
+
+    The harnesses start their own PostgreSQL and Redis: without the binaries the
+    test is skipped (a failure under CI).
+    """
+    for reason in (postgres_unavailable_reason(), redis_unavailable_reason()):
+        if reason is not None:
+            skip_or_fail(reason)
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", f"harness.{name}", "--smoke", "--output", str(tmp_path)],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+
+    return run

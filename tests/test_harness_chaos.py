@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from tests.servers import postgres_unavailable_reason, redis_unavailable_reason, skip_or_fail
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -31,17 +27,10 @@ def counted(text: str) -> dict[str, int]:
     return {status: int(count) for status, count in pairs}
 
 
-def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(tmp_path: Path) -> None:
-    for reason in (postgres_unavailable_reason(), redis_unavailable_reason()):
-        if reason is not None:
-            skip_or_fail(reason)
-    run = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--smoke", "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
+    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+) -> None:
+    run = harness_smoke("chaos")
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
 

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.servers import postgres_unavailable_reason, redis_unavailable_reason, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_smoke_run_serves_every_request_and_writes_the_page(tmp_path: Path) -> None:
-    for reason in (postgres_unavailable_reason(), redis_unavailable_reason()):
-        if reason:
-            skip_or_fail(reason)
-    run = subprocess.run(
-        [sys.executable, "-m", "harness.loadtest", "--smoke", "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_smoke_run_serves_every_request_and_writes_the_page(
+    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+) -> None:
+    run = harness_smoke("loadtest")
     assert run.returncode == 0, run.stdout + run.stderr
 
     page = (tmp_path / "load.md").read_text()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness.stack import ROOT, WORKERS
-from tests.servers import postgres_unavailable_reason, redis_unavailable_reason, skip_or_fail
+from harness.stack import WORKERS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,17 +37,10 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_smoke_run_samples_every_worker_and_writes_the_page_and_plot(tmp_path: Path) -> None:
-    for reason in (postgres_unavailable_reason(), redis_unavailable_reason()):
-        if reason:
-            skip_or_fail(reason)
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.soak", "--smoke", "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_smoke_run_samples_every_worker_and_writes_the_page_and_plot(
+    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+) -> None:
+    result = harness_smoke("soak")
     assert result.returncode == 0, result.stdout + result.stderr
 
     page = (tmp_path / "soak.md").read_text()
