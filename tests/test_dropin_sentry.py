@@ -23,6 +23,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.flask import FlaskIntegration
+from sentry_sdk.scope import Scope
 from sentry_sdk.transport import Transport
 from werkzeug.test import TestResponse
 
@@ -34,6 +35,8 @@ DSN = "https://public@127.0.0.1/1"
 REQUEST_ID_TAG = "request_id"
 FALLBACK = {"items": [], "stale": True}
 ERRORS = frozenset({"error", "fatal"})
+SENTRY_FIRST = "sentry-first"
+RESILIENCE_FIRST = "resilience-first"
 
 Event = dict[str, Any]
 
@@ -80,7 +83,7 @@ def sentry() -> Iterator[RecordingTransport]:
             yield transport
         finally:
             sentry_sdk.get_client().close()
-            sentry_sdk.get_global_scope().set_client(None)
+            Scope.get_global_scope().set_client(None)
 
 
 def error_events(events: list[Event]) -> list[Event]:
@@ -113,9 +116,15 @@ def describe(events: list[Event]) -> str:
     )
 
 
-@pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    """An app with a view for each kind of failure, its database down for good."""
+@pytest.fixture(params=[SENTRY_FIRST, RESILIENCE_FIRST])
+def app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Flask:
+    """An app with a view for each kind of failure, its database down for good.
+
+    Sentry is initialised before the app is made (as its documentation has it) or
+    after the extension was set up on it.
+    """
+    if request.param == SENTRY_FIRST:
+        request.getfixturevalue("sentry")
     # Nothing listens on that port: every connection attempt is refused.
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
     app = make_app(SQLALCHEMY_DATABASE_URI=url, RESILIENCE_MONITOR_ENABLED=False)
@@ -145,6 +154,8 @@ def app(make_app: Callable[..., Flask]) -> Flask:
         return "logged"
 
     Resilience(app, db=db)
+    if request.param == RESILIENCE_FIRST:
+        request.getfixturevalue("sentry")
     return app
 
 
