@@ -55,13 +55,14 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/example_app/test_fuzz.py -q
 
 demo: $(STAMP)
-	$(BIN)/flask --app example_app init-db
+	EXAMPLE_DEMO=1 $(BIN)/flask --app example_app init-db
 	@echo
 	@echo "Serving the example app on http://127.0.0.1:5000 (Ctrl-C to stop)."
+	@echo "  Demo settings: plain HTTP and per-worker rate limits; production sets SESSION_COOKIE_SECURE=True and REDIS_URL."
 	@echo "  Log in at http://127.0.0.1:5000/login as alice@acme.test / alice-password"
 	@echo "  curl -s http://127.0.0.1:5000/api/documents -u alice@acme.test:alice-password"
 	@echo
-	$(BIN)/gunicorn --config example_app/gunicorn.conf.py 'example_app:create_app()'
+	EXAMPLE_DEMO=1 $(BIN)/gunicorn --config example_app/gunicorn.conf.py 'example_app:create_app()'
 
 clean:
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ from . import (
     pages,
     permissions,  # noqa: F401  (registers the guards' loaders on import)
 )
-from .config import configure, log_to_stderr
+from .config import configure, log_to_stderr, quiet_demo_advice
 from .demo import init_db_command
 from .extensions import db, login_manager, resilience
 from .security import csrf_token
@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     configure(app, test_config)
     log_to_stderr()
+    quiet_demo_advice()
 
     db.init_app(app)
     # After db.init_app: the extension hardens the engines Flask-SQLAlchemy just set up.

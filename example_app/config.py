@@ -11,11 +11,14 @@ import contextlib
 import logging
 import os
 import secrets
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
+from flask_resilience import ResilienceWarning
 
 SECRET_KEY_FILE = "secret_key"
 HEALTH_TOKEN_FILE = "health_token"
@@ -41,6 +44,8 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         OUTBOUND_TIMEOUT=2.0,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SAMESITE="Lax",
+        # Flask-Limiter's limit shared by every route: 100 requests a minute per client.
+        RATELIMIT_APPLICATION="100 per minute",
     )
     if redis_url := os.environ.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = redis_url
@@ -73,15 +78,26 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
 def log_to_stderr() -> None:
     """Send log records to stderr, unless the server or a test already set up logging.
 
-    The extension's logger only has a NullHandler, as a library's should: without
-    this, its records (a failed request with its id, a warning from the monitor)
-    would go nowhere under gunicorn, which sets up its own loggers only.
+    Under gunicorn, which sets up its own loggers only, the app's records (and the
+    extension's, which go where the app's go) would otherwise reach stderr through
+    Flask's default handler only, without the level and time this format gives.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
         )
+
+
+def quiet_demo_advice() -> None:
+    """``make demo`` (``EXAMPLE_DEMO=1``): no advice meant for production.
+
+    The demo serves plain HTTP on 127.0.0.1 with two workers counting rate limits on
+    their own, on purpose; the extension would rightly advise against both. The
+    Makefile says in one line what a production deployment sets instead.
+    """
+    if env_flag("EXAMPLE_DEMO", default=False):
+        warnings.filterwarnings("ignore", category=ResilienceWarning)
 
 
 def env_flag(name: str, default: bool) -> bool:

@@ -8,7 +8,6 @@ Authenticated but not allowed: 403. Each is announced with the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
@@ -21,12 +20,12 @@ from werkzeug.wrappers import Response
 
 from .database import classify_database_error
 from .errors import ConfigurationError, PermissionDenied, Unauthenticated
-from .log import current_request_id
+from .log import ExtensionLogger, current_request_id
 
 if TYPE_CHECKING:
     from .extension import _State
 
-logger = logging.getLogger("flask_resilience.guards")
+logger = ExtensionLogger("guards")
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from .config import configured, current_state
 from .errors import ProblemError
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     pass
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.bulkhead")
+logger = ExtensionLogger("bulkhead")
 
 _POLL_SECONDS = 0.005  # how often an async caller waiting for a slot looks again
 

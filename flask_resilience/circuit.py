@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import math
 import threading
 import time
@@ -49,6 +48,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .config import configured, current_state
 from .errors import ProblemError
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.circuit")
+logger = ExtensionLogger("circuit")
 
 STATE_CLOSED = pybreaker.STATE_CLOSED
 STATE_OPEN = pybreaker.STATE_OPEN

@@ -13,9 +13,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from .errors import ProblemError
-from .log import request_context, scrub
+from .log import ExtensionLogger, request_context, scrub
 
-logger = logging.getLogger("flask_resilience.client")
+logger = ExtensionLogger("client")
 
 MAX_REPORT_BYTES = 16 * 1024
 # field -> (type, required, longest string)

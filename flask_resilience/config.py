@@ -93,6 +93,15 @@ def check_optional_str(key: str, value: Any) -> str | None:
     raise wrong_value(key, value, "a non-empty string or None")
 
 
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def check_header_name(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and _HEADER_NAME.fullmatch(value)):
+        return value
+    raise wrong_value(key, value, "None or a header name (letters, digits and '-')")
+
+
 def check_url_prefix(key: str, value: Any) -> str:
     if isinstance(value, str) and value.startswith("/") and not value.endswith("/"):
         return value
@@ -222,6 +231,13 @@ SETTINGS: tuple[Setting, ...] = (
         check_bool,
         "Merge production pool defaults into SQLALCHEMY_ENGINE_OPTIONS and SQLALCHEMY_BINDS.",
     ),
+    Setting(
+        "RESILIENCE_BODY_LIMITS",
+        True,
+        check_bool,
+        "Give MAX_CONTENT_LENGTH 50 MB where it is None (Flask's 'no limit'), and check"
+        " MAX_FORM_MEMORY_SIZE and MAX_FORM_PARTS.",
+    ),
     Setting("RESILIENCE_HEALTH_ENABLED", True, check_bool, "Mount the health blueprint."),
     Setting(
         "RESILIENCE_HEALTH_URL_PREFIX",
@@ -325,10 +341,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RESILIENCE_ERROR_FORMAT",
         "auto",
-        check_choice("auto", "json", "html"),
-        "auto: HTML for browsers outside the API prefixes, else problem+json.",
+        check_choice("auto", "json", "html", "off"),
+        "auto: HTML for browsers outside the API prefixes, else problem+json; off: Flask's"
+        " own error pages, the extension answers no error itself.",
     ),
     Setting("RESILIENCE_LOG_JSON", False, check_bool, "Format log records as JSON lines."),
+    Setting(
+        "RESILIENCE_LOG_CONTEXT",
+        True,
+        check_bool,
+        "Give every log record request_id, method, path, remote_addr and user_id.",
+    ),
+    Setting(
+        "RESILIENCE_ROLLBACK_ON_ERROR",
+        True,
+        check_bool,
+        "Roll the Flask-SQLAlchemy session back after a database error, before the app's"
+        " error handlers run.",
+    ),
+    Setting(
+        "RESILIENCE_REQUEST_ID_HEADER",
+        "X-Request-ID",
+        check_header_name,
+        "Header of the request id: a valid incoming one is kept, every response carries it."
+        " None: ids are made for logs and problems only, never read or sent.",
+    ),
     Setting(
         "RESILIENCE_REQUEST_TIMEOUT",
         30,
@@ -353,6 +390,13 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
+    ),
+    Setting(
+        "RESILIENCE_SESSION_GUARD",
+        True,
+        check_bool,
+        "Wrap the session interface: a session cookie that cannot be read gives an empty"
+        " session, its cookie deleted, instead of a 500. Always on with session timeouts.",
     ),
     Setting(
         "RESILIENCE_SESSION_SCHEMA",
@@ -413,6 +457,13 @@ SETTINGS: tuple[Setting, ...] = (
         30,
         check_number(minimum=0.001),
         "Seconds a graceful shutdown (drain and cleanups) may take before it is forced.",
+    ),
+    Setting(
+        "RESILIENCE_HANDLE_SIGTERM",
+        True,
+        check_bool,
+        "Outside gunicorn, shut down gracefully on SIGTERM (drain, cleanups, exit 0) when"
+        " nothing else handles it; never in TESTING.",
     ),
     Setting(
         "RESILIENCE_FOLDERS",
@@ -502,7 +553,6 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
         ``app.config``, the way Flask-Limiter's constructor arguments do.
     """
     _warn_unknown_keys(app.config)
-    _apply_flask_limits(app.config)
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         if overrides and setting.name in overrides:
@@ -510,6 +560,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mappi
         else:
             raw = app.config.setdefault(setting.name, setting.default)
         values[setting.name] = setting.check(setting.name, raw)
+    if values["RESILIENCE_BODY_LIMITS"]:
+        _apply_flask_limits(app.config)
     return MappingProxyType(values)
 
 

@@ -1,4 +1,4 @@
-"""Flask-SQLAlchemy pool hardening, pool status and rollback after a failed request.
+"""Flask-SQLAlchemy pool hardening, pool status, rollback after a database error, outages.
 
 The production defaults are merged into ``SQLALCHEMY_ENGINE_OPTIONS`` and into each
 ``SQLALCHEMY_BINDS`` entry with ``setdefault``, so anything the user set wins. They
@@ -10,7 +10,6 @@ would lose the database if its one connection were recycled.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,12 +25,12 @@ from .errors import (
     RequestDeadlineExceeded,
     warn,
 )
-from .log import current_request_id
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
 
-logger = logging.getLogger("flask_resilience")
+logger = ExtensionLogger("database")
 
 POOL_DEFAULTS: Mapping[str, Any] = {
     "pool_size": 10,
@@ -241,100 +240,145 @@ def pool_status(
 
 
 def rollback_on_error(app: Flask, db: SQLAlchemy) -> None:
-    """Roll the request's session back before any error handler runs.
+    """Roll the request's session back after a database error, before any error handler runs.
 
-    A failed flush leaves the session unusable until it is rolled back; an error
-    handler that queries (for the current user, say) would then raise
-    ``PendingRollbackError`` and turn a clean error page into a second failure.
-    Flask has no hook between an exception and its handler, so the app's
-    ``handle_user_exception`` is wrapped; ``got_request_exception`` covers errors
-    raised after the view, which skip ``handle_user_exception``.
+    A failed flush or statement leaves the session (and, on PostgreSQL, the
+    transaction) unusable until it is rolled back; an error handler that queries
+    (for the current user, say) would then raise ``PendingRollbackError`` and turn
+    a clean error page into a second failure. Only errors the database raised do
+    this: the session of any other failure (an ``abort(404)``, a ``ValueError``, the
+    ORM's ``NoResultFound``) is left as it is, pending objects included, for whoever
+    owns it. Flask has no hook
+    between an exception and its handler, so the app's ``handle_user_exception``
+    is wrapped; ``got_request_exception`` covers errors raised after the view,
+    which skip ``handle_user_exception``.
     """
 
-    def rollback(*_args: object, **_kwargs: object) -> None:
-        if not db.session.registry.has():
-            return  # the request never opened a session
+    def rollback(error: BaseException | None) -> None:
+        if not isinstance(error, sa.exc.DBAPIError) or not db.session.registry.has():
+            return
         try:
             db.session.rollback()
         except Exception:  # the connection may be gone; the request's error matters more
             logger.warning("Rolling back the session after an error failed", exc_info=True)
-            db.session.remove()
 
     handle_user_exception = app.handle_user_exception
 
     def handle_user_exception_after_rollback(error: Exception) -> Any:
-        rollback()
+        rollback(error)
         return handle_user_exception(error)
 
+    def rollback_unhandled(_sender: Flask, exception: BaseException, **_: object) -> None:
+        rollback(exception)
+
     setattr(app, "handle_user_exception", handle_user_exception_after_rollback)  # noqa: B010
-    got_request_exception.connect(rollback, app, weak=False)
+    got_request_exception.connect(rollback_unhandled, app, weak=False)
 
 
-def close_session_quietly(app: Flask, db: SQLAlchemy) -> None:
-    """Close each request's session before Flask-SQLAlchemy's teardown, without raising.
+def survive_lost_connection_at_teardown(app: Flask, db: SQLAlchemy) -> None:
+    """Keep an answer the view already gave when its connection is lost before teardown.
 
-    Closing rolls back what the request left open. When the connection was lost after
-    the request's last query (the server restarted, an administrator ended it), that
-    ROLLBACK fails, and an exception from a teardown turns the answer the view already
-    gave into a 500. The failure invalidates the connection, so Flask-SQLAlchemy's own
-    close afterwards is quiet. Teardown-request functions run before every
-    teardown-appcontext function, whichever extension was set up first.
+    When the connection was lost after the request's last query (the server
+    restarted, an administrator ended it), the ROLLBACK of Flask-SQLAlchemy's
+    ``session.remove()`` at the end of the app context fails, and an exception
+    from a teardown function turns the answer into a 500. That failure is caught
+    here, around the app's teardown, and the removal Flask-SQLAlchemy began is
+    finished: the failure invalidated the connection, so closing is quiet now.
+    The session itself is never touched otherwise: an app context that outlives
+    its requests (a test's, a command's) keeps it, and its objects, as they are.
     """
+    do_teardown_appcontext = app.do_teardown_appcontext
 
-    def close(_error: BaseException | None) -> None:
-        if not db.session.registry.has():
-            return
+    def teardown_surviving_lost_connection(*args: Any, **kwargs: Any) -> None:
         try:
-            db.session.close()
-        except sa.exc.SQLAlchemyError:
+            do_teardown_appcontext(*args, **kwargs)
+        except sa.exc.DBAPIError as error:
+            if not isinstance(classify_database_error(error), DatabaseUnavailable):
+                raise
             logger.warning(
-                "Closing the request's database session failed; its connection is discarded"
-                " [request_id=%s]",
-                current_request_id(),
-                exc_info=True,
+                "The database connection was lost before the session was closed; the"
+                " connection is discarded and the answer stands"
             )
+            db.session.remove()
 
-    app.teardown_request(close)
+    setattr(app, "do_teardown_appcontext", teardown_surviving_lost_connection)  # noqa: B010
 
 
 # SQLSTATE of a statement cancelled by statement_timeout (PostgreSQL), and the
 # error numbers of MySQL's max_execution_time and MariaDB's max_statement_time.
 _QUERY_CANCELLED = "57014"
 _MYSQL_TIMEOUT_ERRORS = frozenset({3024, 1969})
+# PostgreSQL: connection exceptions (class 08), too many connections, and the
+# server shutting down or starting up.
+_PG_CONNECTION_CLASS = "08"
+_PG_UNAVAILABLE = frozenset({"53300", "57P01", "57P02", "57P03"})
+# MySQL and MariaDB: too many connections, server shutdown, connection killed, the
+# client's "cannot connect" and "server gone" errors (CR_*, 2000-2999), and
+# "disconnected for inactivity".
+_MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1077, 1927, 4031})
+_MYSQL_CLIENT_ERRORS = range(2000, 3000)
 
 
 def classify_database_error(
     error: BaseException,
 ) -> DatabaseUnavailable | RequestDeadlineExceeded | None:
-    """The answer a database failure deserves, or ``None`` if it is not one we map.
+    """The answer a database outage deserves, or ``None`` when the error is a bug.
 
-    A lost or refused connection and an exhausted pool are the database being
-    unavailable (503, retry later); a statement cancelled by the request deadline
-    is a 504. Anything else (an integrity error, bad SQL) stays a 500: a bug.
+    An outage is a failure at the connection's level: refused, lost or reset,
+    no pooled connection free in time, too many connections, the server shutting
+    down (503, retry later), or a statement cancelled by the request deadline
+    (504). Everything else the database says (a missing table, bad SQL, a
+    constraint or data error) is a bug in the app: a 500, logged as a crash.
     """
-    retry_after = str(
-        current_app.extensions["resilience"].config["RESILIENCE_DATABASE_RETRY_AFTER"]
-    )
     if isinstance(error, sa.exc.TimeoutError):
-        return DatabaseUnavailable(
-            "No database connection came free in time. Try again shortly.",
-            headers={"Retry-After": retry_after},
-        )
+        return _unavailable("No database connection came free in time. Try again shortly.")
     if not isinstance(error, sa.exc.DBAPIError):
         return None
     if _was_cancelled(error.orig):
         return RequestDeadlineExceeded("The request took longer than its time limit.")
-    if error.connection_invalidated or isinstance(error, sa.exc.OperationalError):
-        return DatabaseUnavailable(
-            "The database is unavailable. Try again shortly.",
-            headers={"Retry-After": retry_after},
-        )
+    if error.connection_invalidated or _is_connection_failure(error):
+        return _unavailable("The database is unavailable. Try again shortly.")
     return None
+
+
+def _unavailable(detail: str) -> DatabaseUnavailable:
+    retry_after = str(
+        current_app.extensions["resilience"].config["RESILIENCE_DATABASE_RETRY_AFTER"]
+    )
+    return DatabaseUnavailable(detail, headers={"Retry-After": retry_after})
+
+
+def _is_connection_failure(error: sa.exc.DBAPIError) -> bool:
+    driver_error = error.orig
+    if hasattr(driver_error, "sqlstate") or hasattr(driver_error, "pgcode"):
+        sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+        if sqlstate is None:
+            # The PostgreSQL drivers give every error the server sent a SQLSTATE; one
+            # without is the client's own: the connection failed or broke.
+            return isinstance(error, sa.exc.OperationalError)
+        return str(sqlstate).startswith(_PG_CONNECTION_CLASS) or sqlstate in _PG_UNAVAILABLE
+    code = _mysql_error_code(driver_error)
+    return code is not None and (code in _MYSQL_UNAVAILABLE or code in _MYSQL_CLIENT_ERRORS)
+
+
+def _mysql_error_code(driver_error: BaseException | None) -> int | None:
+    """The error number of a MySQL or MariaDB driver's error, else ``None``.
+
+    PyMySQL and mysqlclient put it first in ``args``; MySQL's and MariaDB's own
+    connectors in ``errno``.
+    """
+    driver = type(driver_error).__module__.split(".")[0]
+    if driver in {"mysql", "mariadb"}:
+        errno = getattr(driver_error, "errno", None)
+        return errno if isinstance(errno, int) else None
+    if driver not in {"pymysql", "MySQLdb"}:
+        return None
+    args: tuple[Any, ...] = getattr(driver_error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _was_cancelled(driver_error: BaseException | None) -> bool:
     sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
     if sqlstate == _QUERY_CANCELLED:
         return True
-    args: tuple[Any, ...] = getattr(driver_error, "args", ())
-    return len(args) > 0 and args[0] in _MYSQL_TIMEOUT_ERRORS
+    return _mysql_error_code(driver_error) in _MYSQL_TIMEOUT_ERRORS

@@ -5,11 +5,15 @@ holds a worker for minutes is nearly always a slow statement, and databases can
 cancel those: every transaction begun during a request is given the time left
 (PostgreSQL ``SET LOCAL statement_timeout``, MySQL ``max_execution_time``,
 MariaDB ``max_statement_time``). A cancelled statement is answered 504.
+
+Only requests that came through the app's WSGI entry have a deadline, counted
+from the moment they arrived there: an app context of a command or a job, or a
+``test_request_context`` a test keeps pushed, has none. A database without a
+statement timeout (SQLite) is never refused work for want of time.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,18 +27,19 @@ from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
 from .errors import RequestDeadlineExceeded
-from .log import ENVIRON_REQUEST_ID, request_state
+from .log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from flask_sqlalchemy import SQLAlchemy
 
-logger = logging.getLogger("flask_resilience")
+logger = ExtensionLogger("deadlines")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # A deadline narrowed by query_timeout(); the request's own comes from its start.
 _narrowed: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
 _TIMEOUT_SET = "flask_resilience_timeout_set"
+_TIMED_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 # The smallest budget any view was given: below it no request can have overrun.
 _shortest_view_budget = math.inf
 
@@ -100,14 +105,16 @@ def _current_deadline() -> float | None:
 
 
 def _request_deadline() -> float | None:
-    """The request's start plus its view's budget, or the app's."""
+    """The request's arrival plus its view's budget, or the app's; ``None`` for a
+    request context that did not come through the app's WSGI entry."""
+    started: float | None = request.environ.get(ENVIRON_STARTED)
     state = current_app.extensions.get("resilience")
-    if state is None:
-        return None  # another app of the process, one without the extension
+    if started is None or state is None:  # or another app of the process, without the extension
+        return None
     view = current_app.view_functions.get(request.endpoint or "")
     default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
     budget: float | None = getattr(view, "_resilience_timeout", default)
-    return None if budget is None else request_state().started + budget
+    return None if budget is None else started + budget
 
 
 def init_app(app: Flask, db: SQLAlchemy | None) -> None:
@@ -155,8 +162,10 @@ def _view_budget(app: Flask, environ: WSGIEnvironment, default: float | None) ->
 
 def _limit_transaction(_session: Any, _transaction: Any, connection: Connection) -> None:
     """Give a transaction that just began the time left, or refuse it if none is."""
-    remaining = remaining_time()
     dialect = connection.dialect
+    if dialect.name not in _TIMED_DIALECTS:
+        return  # no statement timeout to give it: nothing is refused either
+    remaining = remaining_time()
     if remaining is None:
         if connection.info.pop(_TIMEOUT_SET, False):  # MySQL keeps it per connection
             _set_mysql_timeout(connection, 0)
@@ -166,7 +175,7 @@ def _limit_transaction(_session: Any, _transaction: Any, connection: Connection)
     milliseconds = max(1, int(remaining * 1000))
     if dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
-    elif dialect.name in {"mysql", "mariadb"}:
+    else:
         _set_mysql_timeout(connection, milliseconds)
         connection.info[_TIMEOUT_SET] = True
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -17,7 +16,7 @@ from .database import classify_database_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
-logger = logging.getLogger("flask_resilience")
+logger = log.ExtensionLogger()
 
 
 def _call(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .log import ExtensionLogger
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.degradation")
+logger = ExtensionLogger("degradation")
 
 _MISSING = object()
 

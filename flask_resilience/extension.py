@@ -17,6 +17,7 @@ from . import (
     database,
     deadlines,
     health,
+    hooks,
     lifecycle,
     limiting,
     log,
@@ -68,6 +69,7 @@ class _State:
     time_source: Callable[[], float] = time.time
     limiter: Limiter | None = None
     lifecycle: lifecycle.Lifecycle = field(init=False)
+    hooks: hooks.RequestHooks = field(default_factory=hooks.RequestHooks)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_slow_request(self) -> None:
@@ -129,25 +131,33 @@ class Resilience:
         )
         config = state.config
         state.lifecycle = lifecycle.Lifecycle(
-            state.draining, self._cleanups, config["RESILIENCE_SHUTDOWN_TIMEOUT"]
+            state.draining,
+            self._cleanups,
+            config["RESILIENCE_SHUTDOWN_TIMEOUT"],
+            lifecycle.logger.bound_to(app),
         )
 
         # The parts that may refuse the app come before anything is changed on it.
+        sessions.check_cookie_safety(app, config)
         sessions.init_app(app, state)
         if state.db is not None:
             if config["RESILIENCE_HARDEN_POOL"]:
                 state.pool_options = database.harden_pool(app, state.db)
-            database.rollback_on_error(app, state.db)
-            database.close_session_quietly(app, state.db)
+            if config["RESILIENCE_ROLLBACK_ON_ERROR"]:
+                database.rollback_on_error(app, state.db)
+            database.survive_lost_connection_at_teardown(app, state.db)
         uploads.init_app(app, config)
         app.extensions["resilience"] = state
 
         deadlines.init_app(app, state.db)
         log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
-        problems.init_app(app)
-        # First of the request hooks: a request shed costs no other work.
+        if config["RESILIENCE_ERROR_FORMAT"] != "off":
+            problems.init_app(app)
         shedding.init_app(
-            app, config["RESILIENCE_MAX_QUEUE_TIME"], config["RESILIENCE_HEALTH_URL_PREFIX"]
+            app,
+            state.hooks,
+            config["RESILIENCE_MAX_QUEUE_TIME"],
+            config["RESILIENCE_HEALTH_URL_PREFIX"],
         )
         if config["RESILIENCE_CLIENT_ERRORS_URL"]:
             client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
@@ -157,6 +167,8 @@ class Resilience:
         limiting.init_app(app, state, self._limiter)
         lifecycle.init_app(app, state)
         health.init_app(app, state)
+        # Outermost of the extension's layers: the first request settles every hook.
+        hooks.install(app, state.hooks)
         if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
             startup.validate(app)
 

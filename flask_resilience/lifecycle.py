@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import logging
 import os
 import signal
 import threading
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, has_request_context
 
 from . import server
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from .extension import _State
 
-logger = logging.getLogger("flask_resilience.lifecycle")
+logger = ExtensionLogger("lifecycle")
 
 DEFAULT_CLEANUP_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.02
@@ -84,11 +84,19 @@ class Lifecycle:
     :param draining: the app's ``state.draining`` event, which readiness honours.
     :param shared: cleanups registered on the extension, shared by its apps.
     :param timeout: ``RESILIENCE_SHUTDOWN_TIMEOUT``.
+    :param log: the app's logger: a shutdown runs outside any app context.
     """
 
-    def __init__(self, draining: threading.Event, shared: list[Cleanup], timeout: float) -> None:
+    def __init__(
+        self,
+        draining: threading.Event,
+        shared: list[Cleanup],
+        timeout: float,
+        log: ExtensionLogger = logger,
+    ) -> None:
         self.draining = draining
         self.timeout = timeout
+        self.log = log
         self.cleanups: list[Cleanup] = []
         self._shared = shared
         self._lock = threading.Lock()
@@ -146,13 +154,13 @@ class Lifecycle:
         pending = self._pending()
         reserve = self.cleanup_reserve()
         if not self._wait_for_requests(deadline - reserve, 1 if has_request_context() else 0):
-            logger.warning(
+            self.log.warning(
                 "Shutting down with %d requests still in flight after the drain deadline",
                 len(self._active),
             )
         for cleanup in pending:
             if cleanup.claim():
-                _run_bounded(cleanup, deadline)
+                _run_bounded(cleanup, deadline, self.log)
         self.finished.set()
 
     def _pending(self) -> list[Cleanup]:
@@ -184,7 +192,9 @@ def init_app(app: Flask, state: _State) -> None:
     if state.circuit_link is not None:
         client = state.circuit_link.client
         state.lifecycle.add_cleanup(client.close, name="circuit breaker Redis")
-    register(state.lifecycle)
+    # A test suite's process is not a server: SIGTERM must end it the way it always did.
+    handle_sigterm = state.config["RESILIENCE_HANDLE_SIGTERM"] and not app.testing
+    register(state.lifecycle, handle_sigterm=handle_sigterm)
 
 
 def _dispose_engines(app: Flask, db: SQLAlchemy) -> None:
@@ -193,27 +203,27 @@ def _dispose_engines(app: Flask, db: SQLAlchemy) -> None:
             engine.dispose()
 
 
-def _run_bounded(cleanup: Cleanup, deadline: float) -> None:
+def _run_bounded(cleanup: Cleanup, deadline: float, log: ExtensionLogger) -> None:
     budget = min(cleanup.timeout, deadline - time.monotonic())
     if budget <= 0:
-        logger.error("Cleanup %s skipped: the shutdown deadline has passed", cleanup.name)
+        log.error("Cleanup %s skipped: the shutdown deadline has passed", cleanup.name)
         return
     worker = threading.Thread(
-        target=_call, args=(cleanup,), name=f"cleanup {cleanup.name}", daemon=True
+        target=_call, args=(cleanup, log), name=f"cleanup {cleanup.name}", daemon=True
     )
     worker.start()
     worker.join(budget)
     if worker.is_alive():
-        logger.error("Cleanup %s did not finish within %.1f s; left behind", cleanup.name, budget)
+        log.error("Cleanup %s did not finish within %.1f s; left behind", cleanup.name, budget)
 
 
-def _call(cleanup: Cleanup) -> None:
+def _call(cleanup: Cleanup, log: ExtensionLogger) -> None:
     try:
         cleanup.function()
     except Exception:
-        logger.exception("Cleanup %s failed", cleanup.name)
+        log.exception("Cleanup %s failed", cleanup.name)
     else:
-        logger.debug("Cleanup %s done", cleanup.name)
+        log.debug("Cleanup %s done", cleanup.name)
 
 
 def cleanup_name(function: Callable[..., object]) -> str:
@@ -232,16 +242,16 @@ _shutdown_done = threading.Event()
 _drain_started: float | None = None
 
 
-def register(lifecycle: Lifecycle) -> None:
+def register(lifecycle: Lifecycle, *, handle_sigterm: bool = True) -> None:
     """Include ``lifecycle`` in the process's shutdown; handle SIGTERM if nobody does."""
     global _hooks_installed
     _lifecycles.add(lifecycle)
     with _process_lock:
-        if _hooks_installed:
-            return
-        _hooks_installed = True
-        atexit.register(shutdown_all)
-    install_sigterm_handler()
+        if not _hooks_installed:
+            _hooks_installed = True
+            atexit.register(shutdown_all)
+    if handle_sigterm:
+        install_sigterm_handler()
 
 
 def install_sigterm_handler() -> bool:

@@ -1,10 +1,11 @@
 """Rate limits through Flask-Limiter, set up so that they fail open.
 
-Flask-Limiter does the counting and reads its own ``RATELIMIT_*`` keys; this
-module only fills in the keys the user left unset, with the values a production
-app needs:
+Flask-Limiter does the counting and reads its own ``RATELIMIT_*`` keys; nothing is
+limited until the app says so (``RATELIMIT_APPLICATION = "100 per minute"``: per
+client across the app; ``RATELIMIT_DEFAULT``: per client and per route;
+``resilience.limit`` on a view). This module only fills in the keys the user left
+unset, with the values a production app needs:
 
-* a default limit of 100 per minute per client;
 * ``X-RateLimit-*`` headers, and ``Retry-After`` on every 429 (and only there:
   Flask-Limiter would write it on every response, over a 503's own);
 * storage errors swallowed, with the in-memory fallback on: while the storage
@@ -21,10 +22,8 @@ ProxyFix). A forwarding header is never read otherwise: a client could send one.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -37,14 +36,14 @@ from limits.storage import MemoryStorage, Storage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import problems, server
-from .errors import RateLimited, ResilienceWarning
+from .errors import RateLimited, warn
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     from .extension import _State
 
-logger = logging.getLogger("flask_resilience.limiting")
+logger = ExtensionLogger("limiting")
 
-DEFAULT_LIMIT = "100 per minute"
 STORAGE_TIMEOUT = 1.0
 """Seconds a Redis storage may take to connect or answer before the request moves on."""
 
@@ -74,14 +73,17 @@ def trust_proxies(app: Flask, count: int) -> None:
 
 
 def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
-    """Fill in the fail-open defaults, initialise ``limiter`` and report on its storage."""
+    """Fill in the fail-open defaults, initialise ``limiter`` and report on its storage.
+
+    Flask-Limiter's check moves from the end of the app's ``before_request``
+    functions to the extension's gate (see ``hooks``): before the app's own hooks,
+    whichever was set up first, so that a request answered 429 runs none of them.
+    """
     if limiter in app.extensions.get("limiter", ()):
-        warnings.warn(
+        warn(
             "The Limiter was initialised on this app before flask_resilience, which could"
             " not fill in its defaults (fail open, Retry-After, problem+json 429s). Pass it"
-            " uninitialised: Resilience(app, limiter=Limiter(key_func)).",
-            ResilienceWarning,
-            stacklevel=4,
+            " uninitialised: Resilience(app, limiter=Limiter(key_func))."
         )
     else:
         fill_defaults(app.config)
@@ -90,20 +92,30 @@ def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
             # Registered before Flask-Limiter's own hook, so it runs after it. Only
             # with limits on: a hook costs every request a few microseconds.
             app.after_request(_drop_scratch_header)
+        before = list(app.before_request_funcs.get(None, ()))
         limiter.init_app(app)
+        _move_to_gate(app, state, before)
     state.limiter = limiter
     if not limiter.enabled:
         return
     health_prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health")
     limiter.request_filter(partial(_is_under, health_prefix.rstrip("/")))
     problem = shared_memory_problem(limiter.storage, server.worker_count())
-    if problem:
-        warnings.warn(problem, ResilienceWarning, stacklevel=4)
+    if problem and not state.config["RESILIENCE_VALIDATE_ON_STARTUP"]:  # else the checks say it
+        warn(problem)
     # A storage_uri given to the Limiter's constructor wins over the config, as in Flask-Limiter.
     uri = getattr(limiter, "_storage_uri", None) or app.config[ConfigVars.STORAGE_URI]
     state.detail_providers["rate_limit"] = partial(storage_status, limiter, display_uri(uri))
     state.lifecycle.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
     _register_health_check(state, limiter)
+
+
+def _move_to_gate(app: Flask, state: _State, before: list[Callable[[], Any]]) -> None:
+    """Take the hooks ``limiter.init_app`` just added and run them in the gate instead."""
+    functions = app.before_request_funcs.get(None, [])
+    added = [function for function in functions if function not in before]
+    app.before_request_funcs[None] = [function for function in functions if function in before]
+    state.hooks.gates = [*state.hooks.gates, *added]
 
 
 def _register_health_check(state: _State, limiter: Limiter) -> None:
@@ -119,7 +131,6 @@ def _register_health_check(state: _State, limiter: Limiter) -> None:
 
 def fill_defaults(config: dict[str, Any]) -> None:
     defaults: Mapping[str, Any] = {
-        ConfigVars.DEFAULT_LIMITS: DEFAULT_LIMIT,
         ConfigVars.HEADERS_ENABLED: True,
         ConfigVars.SWALLOW_ERRORS: True,
         ConfigVars.IN_MEMORY_FALLBACK_ENABLED: True,
@@ -178,6 +189,18 @@ def _seconds_until_reset(breached: RequestLimit) -> int:
     except Exception:  # the storage failed since the limit was counted: a whole window
         return int(breached.limit.get_expiry())
     return max(1, math.ceil(reset_at - time.time()))
+
+
+LIMIT_KEYS = (
+    ConfigVars.APPLICATION_LIMITS,
+    ConfigVars.DEFAULT_LIMITS,
+    ConfigVars.META_LIMITS,
+)
+
+
+def configured_limits(config: Mapping[str, Any]) -> list[str]:
+    """The keys of the app-wide limits that are set (``RATELIMIT_APPLICATION``...)."""
+    return [key for key in LIMIT_KEYS if config.get(key)]
 
 
 def shared_memory_problem(storage: Storage, workers: int) -> str | None:

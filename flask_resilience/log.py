@@ -1,4 +1,12 @@
-"""Request ids, request context on every log record, secret scrubbing and JSON logs."""
+"""Request ids, request context on every log record, the extension's loggers and JSON logs.
+
+The extension's records go where the app's own go, with no logging set-up at all:
+each part logs on a child of ``app.logger`` (``<app>.flask_resilience.<part>``),
+which passes its records to the handlers of ``app.logger`` (Flask's default
+handler, when the app configured none) and on to the root logger's. Crashes are
+logged by Flask itself ("Exception on /path [GET]" on ``app.logger``); the
+extension never filters a record out.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,19 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-logger = logging.getLogger("flask_resilience")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -30,6 +39,68 @@ SCRUBBED = "[scrubbed]"
 # The attributes every log record gets, "-" outside a request.
 CONTEXT_FIELDS = ("request_id", "method", "path", "remote_addr", "user_id")
 
+
+LOGGER_NAME = "flask_resilience"
+
+
+class ExtensionLogger:
+    """The logger of one part of the extension, looked up for the app at hand on each call.
+
+    In an app context (or for the ``app`` it was made for) it is the child
+    ``flask_resilience.<part>`` of ``app.logger``: routable by name
+    (``logging.getLogger(f"{app.name}.flask_resilience")``) and shown wherever the
+    app's own records are. ``app.logger`` is only touched when a record is
+    written, as Flask does, so that Flask decides about its default handler at
+    the same moment it would have without the extension. Outside any app (a
+    decorator in a job) it is the logger ``flask_resilience.<part>``.
+    """
+
+    def __init__(self, part: str = "", app: Flask | None = None) -> None:
+        self.part = part
+        self.name = f"{LOGGER_NAME}.{part}" if part else LOGGER_NAME
+        # Weakly: a monitor thread holding it must not keep a discarded app alive.
+        self._app = weakref.ref(app) if app is not None else None
+
+    def get(self) -> logging.Logger:
+        app = self._app() if self._app is not None else None
+        if app is None:
+            if not has_app_context():
+                return logging.getLogger(self.name)
+            app = current_app
+        return app.logger.getChild(self.name)
+
+    def bound_to(self, app: Flask) -> ExtensionLogger:
+        """The same part's logger for ``app``, for threads that run outside its context."""
+        return ExtensionLogger(self.part, app)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        self._log(level, msg, args, kwargs)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self._log(logging.DEBUG, msg, args, kwargs)
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self._log(logging.INFO, msg, args, kwargs)
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self._log(logging.WARNING, msg, args, kwargs)
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self._log(logging.ERROR, msg, args, kwargs)
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        kwargs.setdefault("exc_info", True)
+        self._log(logging.ERROR, msg, args, kwargs)
+
+    def _log(self, level: int, msg: object, args: tuple[object, ...], kwargs: Any) -> None:
+        logger = self.get()
+        if logger.isEnabledFor(level):
+            # The record names the line that called one of the methods above.
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
+            logger.log(level, msg, *args, **kwargs)
+
+
+logger = ExtensionLogger()
 
 ENVIRON_REQUEST_ID = "flask_resilience.request_id"
 ENVIRON_STARTED = "flask_resilience.started"
@@ -45,29 +116,44 @@ class RequestMiddleware:
     Flask hook, it runs before anything in the app can fail, and it stamps every
     response, those of error pages included.
 
+    :param header: the request id's header (``RESILIENCE_REQUEST_ID_HEADER``): a
+        valid incoming one is kept, and every response carries it; ``None``
+        neither reads nor sends one.
     :param on_finish: called with the environ and the seconds the app took,
         after the app has answered and its request context is gone.
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, on_finish: FinishHook | None = None) -> None:
+    def __init__(
+        self,
+        wsgi_app: WSGIApplication,
+        header: str | None = REQUEST_ID_HEADER,
+        on_finish: FinishHook | None = None,
+    ) -> None:
         self.wsgi_app = wsgi_app
+        self.header = header
+        self.environ_key = "HTTP_" + header.upper().replace("-", "_") if header else ""
         self.on_finish = on_finish
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request_id = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = environ.get(self.environ_key, "") if self.header else ""
         if not _VALID_REQUEST_ID.fullmatch(request_id):
             request_id = new_request_id()
         environ[ENVIRON_REQUEST_ID] = request_id
         started = environ[ENVIRON_STARTED] = time.perf_counter()
+        header = self.header
+        if header is None:
+            body = self.wsgi_app(environ, start_response)
+        else:
+            lowered = header.lower()
 
-        def start_response_with_id(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            if not any(name.lower() == "x-request-id" for name, _ in headers):
-                headers.append((REQUEST_ID_HEADER, request_id))
-            return start_response(status, headers, exc_info)
+            def start_response_with_id(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Any:
+                if not any(name.lower() == lowered for name, _ in headers):
+                    headers.append((header, request_id))
+                return start_response(status, headers, exc_info)
 
-        body = self.wsgi_app(environ, start_response_with_id)
+            body = self.wsgi_app(environ, start_response_with_id)
         if self.on_finish is not None:
             self.on_finish(environ, time.perf_counter() - started)
         return body
@@ -128,11 +214,53 @@ def current_request_id() -> str | None:
 
 
 def init_app(app: Flask, config: Mapping[str, Any], on_finish: FinishHook | None = None) -> None:
-    app.wsgi_app = RequestMiddleware(app.wsgi_app, on_finish)  # type: ignore[method-assign]
-    install_record_context()
-    app.logger.addFilter(_skip_already_logged)
+    app.wsgi_app = RequestMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, config["RESILIENCE_REQUEST_ID_HEADER"], on_finish
+    )
+    if config["RESILIENCE_LOG_CONTEXT"]:
+        install_record_context()
+    _log_each_exception_once(app)
+    tag_sentry_events()
     if config["RESILIENCE_LOG_JSON"]:
         use_json_logs(app)
+
+
+_sentry_tagged = False
+
+
+def tag_sentry_events() -> None:
+    """Tag every Sentry event of a request with its ``request_id``, if the app uses Sentry.
+
+    sentry-sdk is never imported here: an app that uses it has imported it by the
+    time it sets up its extensions (Sentry's own advice is to initialise it first).
+    """
+    global _sentry_tagged
+    if _sentry_tagged or "sentry_sdk" not in sys.modules:
+        return
+    from sentry_sdk.scope import add_global_event_processor
+
+    def tag_request_id(event: Any, _hint: Any) -> Any:
+        if has_request_context():
+            event.setdefault("tags", {})["request_id"] = request_state().request_id
+        return event
+
+    add_global_event_processor(tag_request_id)
+    _sentry_tagged = True
+
+
+def _log_each_exception_once(app: Flask) -> None:
+    """Leave out Flask's record of an exception that ``log_errors`` logged already.
+
+    Only exceptions the app asked the extension to log (``@log_errors``) are
+    marked; every other crash is logged by Flask exactly as it would be.
+    """
+    log_exception = app.log_exception
+
+    def log_unless_logged(exc_info: Any) -> None:
+        if not getattr(exc_info[1], "_resilience_logged", False):
+            log_exception(exc_info)
+
+    app.log_exception = log_unless_logged  # type: ignore[method-assign]
 
 
 def request_context() -> dict[str, Any]:
@@ -160,8 +288,24 @@ def _user_id() -> str:
         return "-"
 
 
+class _YieldingAttributes(dict[str, Any]):
+    """A record's attributes, where those the extension added give way to ``extra=``.
+
+    ``Logger.makeRecord`` refuses an ``extra`` key the record already has, so an app
+    logging ``extra={"user_id": ...}`` would crash once the factory had set
+    ``user_id``. The keys the extension adds are not "in" the record for that test
+    only: the app's value replaces them. Formatting and attribute access see them.
+    """
+
+    _YIELDING = frozenset({*CONTEXT_FIELDS, "request"})
+
+    def __contains__(self, key: object) -> bool:
+        return key not in self._YIELDING and super().__contains__(key)
+
+
 def install_record_context() -> None:
-    """Give every log record the request's context attributes.
+    """Give every log record the request's context attributes, and an error record
+    with a traceback the request itself (:func:`scrubbed_request`).
 
     A record factory rather than a filter on one logger: records from the app's own
     loggers (``logging.getLogger(__name__)``) propagate to the root handlers without
@@ -173,19 +317,15 @@ def install_record_context() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        for name, value in request_context().items():
-            setattr(record, name, value)
+        context = request_context()
+        if record.exc_info and has_request_context():
+            # A crash (Flask's "Exception on ..." record): what was asked, secrets scrubbed.
+            context["request"] = scrubbed_request()
+        record.__dict__ = _YieldingAttributes({**record.__dict__, **context})
         return record
 
     factory._resilience = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-
-
-def _skip_already_logged(record: logging.LogRecord) -> bool:
-    """Drop Flask's own "Exception on ..." record when the extension logged it already."""
-    if record.exc_info and record.exc_info[1] is not None:
-        return not getattr(record.exc_info[1], "_resilience_logged", False)
-    return True
 
 
 def log_error(
@@ -193,17 +333,18 @@ def log_error(
 ) -> None:
     """Log one failed request, once, with its context.
 
-    A 5xx for an exception is an error with its traceback. Any other 5xx is an
-    answer the app chose (a breaker open, a full bulkhead): a warning. So is an
-    ``outage``, a database error recognised as the server being unreachable (503)
-    or a deadline (504): its warning carries the exception's first line, so that
-    an outage failing a hundred requests a second logs a hundred lines, not a
+    A 5xx for an exception is an error with its traceback: a crash the extension
+    answered itself (``safe_route_handler``), which Flask never saw. Any other 5xx
+    is an answer the app chose (a breaker open, a full bulkhead): a warning. So is
+    an ``outage``, a database error recognised as the server being unreachable
+    (503) or a deadline (504): its warning carries the exception's first line, so
+    that an outage failing a hundred requests a second logs a hundred lines, not a
     hundred tracebacks. 4xx answers are the client's mistakes, logged at INFO.
     """
     state = request_state()
     if state.logged:
         return
-    state.logged = True
+    mark_logged()
     if error is not None:
         error._resilience_logged = True  # type: ignore[attr-defined]
     elapsed_ms = (time.perf_counter() - state.started) * 1000
@@ -215,6 +356,11 @@ def log_error(
     if outage and error is not None:
         text = f"{text}: {first_line(error)}"
     level = logging.ERROR if crashed else logging.WARNING if status >= 500 else logging.INFO
+    extra = {
+        "status": status,
+        "duration_ms": round(elapsed_ms, 1),
+        "request": scrubbed_request(),
+    }
     logger.log(
         level,
         "%s %s -> %d in %.1f ms: %s [request_id=%s remote_addr=%s user_id=%s]",
@@ -227,12 +373,13 @@ def log_error(
         context["remote_addr"],
         context["user_id"],
         exc_info=error if crashed else None,
-        extra={
-            "status": status,
-            "duration_ms": round(elapsed_ms, 1),
-            "request": scrubbed_request(),
-        },
+        extra=extra,
     )
+
+
+def mark_logged() -> None:
+    """Say that the current request's failure is logged: Flask logged it, or the extension."""
+    request_state().logged = True
 
 
 def first_line(error: BaseException) -> str:
@@ -281,8 +428,17 @@ def scrub(values: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
+# What every LogRecord has; anything else on a record is an extra, kept in JSON logs.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the request context, for log shippers."""
+    """One JSON object per line for log shippers: time, level, logger, message, and
+    every extra attribute the record carries (the request context, ``extra=`` of the
+    call, a trace id an instrumentation added), an exception's traceback included."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -291,12 +447,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in (*CONTEXT_FIELDS, "status", "duration_ms", "request"):
-            value = getattr(record, name, None)
-            if value not in (None, "-"):
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES and name not in entry and value not in (None, "-"):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)
 
 

@@ -14,7 +14,6 @@ looked up once per request.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -24,12 +23,12 @@ from werkzeug.wrappers import Response
 
 from . import access, log
 from .errors import ConfigurationError
-from .log import current_request_id
+from .log import ExtensionLogger, current_request_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.guards")
+logger = ExtensionLogger("guards")
 
 ORG_ID_SOURCES = ("view", "session", "query")
 _UNRESOLVED: Any = object()

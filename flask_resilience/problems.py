@@ -1,11 +1,19 @@
-"""RFC 9457 problem documents for every 4xx and 5xx answer.
+"""RFC 9457 problem documents for the 4xx and 5xx answers the app has no handler for.
 
-One handler for ``HTTPException`` covers them all: Werkzeug's errors, the
-extension's ``ProblemError`` subclasses and, through Flask's own path, unhandled
-exceptions, which Flask turns into ``InternalServerError(original_exception=...)``
-after it has fired ``got_request_exception`` and logged them. No handler is
-registered for ``Exception``: that would hide errors from Flask's log and from
-tools listening to that signal.
+The extension is the fallback of Flask's own search for an error handler: Flask
+looks through the handlers of the blueprint and of the app, for the status code
+and then along the exception's classes, and only when it finds none does the
+extension answer. So every handler the app registers, before or after
+``init_app``, for a code or for any exception class (``HTTPException``,
+``Exception``...), wins, and no handler of the app is ever replaced.
+
+Unhandled exceptions go through Flask's own path: ``got_request_exception`` is
+sent (error trackers hear of it), Flask logs "Exception on /path [GET]" with the
+traceback on ``app.logger``, and only then is the 500 answered here. A database
+outage (a connection refused, lost or timed out, see
+:func:`~flask_resilience.database.classify_database_error`) is not a crash: it is
+answered 503 (504 for a deadline) as soon as the view raises it, logged as one
+warning line.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from html import escape
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, got_request_exception, request
+from flask import Flask, Response, current_app, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.sansio.response import Response as ResponseBase
 
@@ -39,8 +48,41 @@ h1{{font-size:1.5rem}} small{{color:#666}}
 
 
 def init_app(app: Flask) -> None:
-    app.register_error_handler(HTTPException, handle_http_exception)
-    got_request_exception.connect(_log_unhandled, app)
+    fall_back_on_problems(app)
+
+
+def fall_back_on_problems(app: Flask) -> None:
+    """Make the extension's answers what Flask uses when it finds no handler of the app's.
+
+    Flask has no public hook for "no handler was found", so its lookup is wrapped,
+    for this app only: whatever it finds is used as it is.
+    """
+    find_error_handler = app._find_error_handler
+
+    def find_or_fall_back(error: Exception, blueprints: list[str]) -> Any:
+        handler = find_error_handler(error, blueprints)
+        if handler is not None:
+            return handler
+        if isinstance(error, HTTPException):
+            return handle_http_exception
+        if classify_database_error(error) is not None:
+            return answer_outage
+        return None
+
+    setattr(app, "_find_error_handler", find_or_fall_back)  # noqa: B010
+
+
+def answer_outage(error: Exception) -> ResponseReturnValue:
+    """A database outage raised by a view or a hook: 503 (504 for a deadline), not a crash.
+
+    The answer goes through Flask's handling of HTTP errors, so that an app's own
+    handler for 503 or 504 renders it.
+    """
+    answer = classify_database_error(error)
+    assert answer is not None  # the fallback is only chosen for outages
+    answer.__cause__ = error
+    log.log_error(error, answer.code or 503, outage=True)
+    return current_app.handle_http_exception(answer)
 
 
 def handle_http_exception(error: HTTPException) -> ResponseBase:
@@ -52,25 +94,14 @@ def handle_http_exception(error: HTTPException) -> ResponseBase:
     """
     original = getattr(error, "original_exception", None)
     if isinstance(error, InternalServerError) and original is not None:
+        # Flask logged it already, as the crash it is; an outage that escaped a
+        # hook after the view is still answered as one.
+        log.mark_logged()
         error = classify_database_error(original) or error
-    # An unhandled exception was logged when Flask signalled it; this is a no-op then.
-    log.log_error(original or error, error.code or 500, message=_log_message(error, original))
+    log.log_error(error, error.code or 500, message=_log_message(error, original))
     if error.response is not None:
         return error.response
     return problem_response(error, original)
-
-
-def _log_unhandled(sender: Flask, exception: Exception, **_: Any) -> None:
-    """Log an unhandled exception as Flask signals it, before Flask logs it itself.
-
-    Logging here, with the status it will be answered with, lets the filter on
-    ``app.logger`` drop Flask's own record of it: one record per error.
-    """
-    answer = classify_database_error(exception)
-    if answer is None:
-        log.log_error(exception, 500)
-    else:
-        log.log_error(exception, answer.code or 503, outage=True)
 
 
 def problem_response(error: HTTPException, original: BaseException | None = None) -> Response:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import math
 import random
 import time
@@ -30,6 +29,7 @@ from sqlalchemy import orm
 from werkzeug.exceptions import HTTPException
 
 from .config import configured
+from .log import ExtensionLogger
 
 if TYPE_CHECKING:
     from .extension import _State
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.retry")
+logger = ExtensionLogger("retry")
 
 _FLUSHED = "flask_resilience.flushed"  # key in Session.info: writes flushed, not committed
 _JITTER = 0.2  # each wait is its backoff delay times a factor in [1 - _JITTER, 1 + _JITTER]

@@ -5,9 +5,11 @@ Each piece sits where it must, and an app only pays for what it turns on:
 * The app's session interface is wrapped, because a cookie that cannot be decoded
   raises while Flask opens the session, before any hook or error handler runs.
   The wrapper answers it with a fresh, empty session that deletes the cookie.
-* A hook placed first among the app's ``before_request`` functions checks what the
-  session holds (``RESILIENCE_SESSION_SCHEMA``, the ``session_validator``) and its
-  age, before anything else (a Flask-Login user load, say) trusts it. A hook, not
+* The first look of each request (see ``hooks``), which runs before every other
+  ``before_request`` function, checks what the session holds
+  (``RESILIENCE_SESSION_SCHEMA``, the ``session_validator``) and its age, before
+  anything else (a Flask-Login user load, say) trusts it; an expired session is
+  answered 401 by the gate, once other extensions' hooks have seen the request. A hook, not
   ``open_session``: the validator may read ``flask.session`` and Flask-Login's
   ``current_user``, which do not exist before the session is opened, and a database
   outage it hits must reach the error handlers (503), which errors raised while
@@ -27,7 +29,6 @@ unless a test sets another), kept in the session itself and checked on the serve
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import traceback
@@ -40,9 +41,10 @@ from flask import Response as FlaskResponse
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 from werkzeug.wrappers import Response
 
-from . import access
+from . import access, hooks
 from .errors import ConfigurationError, warn
-from .log import current_request_id
+from .hooks import Refusal
+from .log import ExtensionLogger, current_request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("flask_resilience.guards")
+logger = ExtensionLogger("guards")
 
 STARTED = "_resilience_started"
 SEEN = "_resilience_seen"
@@ -105,11 +107,17 @@ MIN_DISTINCT_CHARACTERS = 10
 
 
 def init_app(app: Flask, state: _State) -> None:
-    check_cookie_safety(app, state.config)
-    _guard_interface(app, state)
+    guard = _interface_guarded(state.config)
+    if guard:
+        _guard_interface(app, state)
     if _checks_needed(state):
         _install_checks(app, state)
-    _keep_guards_in_place(app, state)
+    _keep_guards_in_place(app, state, guard)
+
+
+def _interface_guarded(config: Mapping[str, Any]) -> bool:
+    """``RESILIENCE_SESSION_GUARD``, or timeouts, which need the interface's stamps."""
+    return bool(config["RESILIENCE_SESSION_GUARD"]) or _timeouts_enabled(config)
 
 
 def _checks_needed(state: _State) -> bool:
@@ -128,18 +136,15 @@ def _guard_interface(app: Flask, state: _State) -> None:
 
 
 def _install_checks(app: Flask, state: _State) -> None:
-    """Put :func:`check_session` first among the app's ``before_request`` functions, once."""
+    """Run :func:`check_session` in the first look of every request, from now on."""
     with state._lock:
         if state.session_checks:
             return
-        # First of all: nothing may read the session unchecked. A new list rather
-        # than an insert, so that a request going through the old one in another
-        # thread does not see its functions shift (and run one twice).
-        app.before_request_funcs[None] = [check_session, *app.before_request_funcs.get(None, ())]
+        hooks.add_look(app, state.hooks, check_session)
         state.session_checks = True
 
 
-def _keep_guards_in_place(app: Flask, state: _State) -> None:
+def _keep_guards_in_place(app: Flask, state: _State, guard: bool) -> None:
     """Check before each request, before its session is opened, that the guards are in place.
 
     Another extension may have installed its session interface after ``init_app``,
@@ -151,7 +156,7 @@ def _keep_guards_in_place(app: Flask, state: _State) -> None:
     def guarded_wsgi_app(
         environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        if not isinstance(app.session_interface, GuardedSessionInterface):
+        if guard and not isinstance(app.session_interface, GuardedSessionInterface):
             _guard_replaced_interface(app, state)
         if not state.session_checks and state.guards.session_validator is not None:
             _install_checks(app, state)
@@ -178,8 +183,10 @@ def check_cookie_safety(app: Flask, config: Mapping[str, Any]) -> None:
     """Warn about unsafe session cookie settings, or refuse them when strict.
 
     Development and test setups (``app.debug``, ``app.testing``) are left alone.
+    With ``RESILIENCE_VALIDATE_ON_STARTUP`` the startup checks give the same advice,
+    once: it is not given here as well.
     """
-    if app.debug or app.testing:
+    if not cookies_checked(app.config):
         return
     problems = cookie_problems(app.config)
     if not problems:
@@ -188,8 +195,15 @@ def check_cookie_safety(app: Flask, config: Mapping[str, Any]) -> None:
         raise ConfigurationError(
             "Unsafe session settings (RESILIENCE_SESSION_STRICT is True): " + " ".join(problems)
         )
+    if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
+        return
     for problem in problems:
-        warn(f"{problem} RESILIENCE_SESSION_STRICT = True makes this an error.")
+        warn(problem)
+
+
+def cookies_checked(config: Mapping[str, Any]) -> bool:
+    """Whether the cookie settings are audited: not in debug or testing set-ups."""
+    return not (config.get("DEBUG") or config.get("TESTING"))
 
 
 def cookie_problems(config: Mapping[str, Any]) -> list[str]:
@@ -373,8 +387,8 @@ class _Invalid(Exception):
     """The session holds something it must not; the message says what, never the value."""
 
 
-def check_session() -> Response | None:
-    """Clear a session that fails its checks; answer an expired one with 401 or a redirect."""
+def check_session() -> Refusal | None:
+    """Clear a session that fails its checks; refuse an expired one (401 or a redirect)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # Without a session cookie there is nothing to check; leaving the session
     # untouched also keeps "Vary: Cookie" off anonymous answers.
@@ -403,6 +417,10 @@ def check_session() -> Response | None:
     logger.info("Session expired (%s) [request_id=%s]", expired, current_request_id())
     if request.method in access.EXEMPT_METHODS or _exempt_from_expiry():
         return None
+    return _refuse_expired
+
+
+def _refuse_expired() -> Response:
     return access.refuse_unauthenticated(
         "session-expired", "Your session has expired. Log in again."
     )

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NoReturn
 
 from flask import Flask, request
 from werkzeug.exceptions import ServiceUnavailable
 
+from . import hooks
 from .errors import ProblemError
 
 HEADER = "X-Request-Start"
@@ -54,25 +56,38 @@ def arrival_time(header: str) -> float | None:
     return None  # pragma: no cover  (the last threshold is 0)
 
 
-def init_app(app: Flask, max_queue_time: float | None, health_prefix: str) -> None:
-    """Refuse requests that queued longer than ``max_queue_time``; nothing when None."""
+def init_app(
+    app: Flask, request_hooks: hooks.RequestHooks, max_queue_time: float | None, health_prefix: str
+) -> None:
+    """Refuse requests that queued longer than ``max_queue_time``; nothing when None.
+
+    The first look of the request decides, before the session checks or anything
+    else costs time; the gate answers, once the hooks of other extensions (a
+    tracing span) have seen the request.
+    """
     if max_queue_time is None:
         return
     exempt = health_prefix.rstrip("/") + "/"
 
-    @app.before_request
-    def shed_stale_request() -> None:
+    def shed_stale_request() -> hooks.Refusal | None:
         stamp = request.headers.get(HEADER)
         if stamp is None or request.path.startswith(exempt):
-            return
+            return None
         arrived = arrival_time(stamp)
         if arrived is None:
-            return
+            return None
         waited = time.time() - arrived
-        if waited > max_queue_time:
+        if waited <= max_queue_time:
+            return None
+
+        def refuse() -> NoReturn:
             raise Overloaded(
                 f"The server is overloaded: this request waited {waited:.1f} s to be served."
                 f" Try again in {RETRY_AFTER} s.",
                 headers={"Retry-After": str(RETRY_AFTER)},
                 queue_seconds=round(waited, 3),
             )
+
+        return refuse
+
+    hooks.add_look(app, request_hooks, shed_stale_request, first=True)

@@ -12,7 +12,6 @@ import contextvars
 import importlib
 import importlib.metadata
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -30,8 +29,9 @@ from sqlalchemy.pool import NullPool
 
 from . import limiting, server, sessions
 from .errors import StartupCheckFailed
+from .log import ExtensionLogger
 
-logger = logging.getLogger("flask_resilience.startup")
+logger = ExtensionLogger("startup")
 
 Status = Literal["pass", "warn", "fail"]
 DISTRIBUTION = "flask-resilience"
@@ -93,6 +93,7 @@ def run_checks(
         for key, url in redis_urls(config)
     ]
     results += [check_secret_key(config), *check_cookies(config)]
+    results.append(check_rate_limits(app))
     results.append(check_rate_limit_storage(app, workers or server.worker_count()))
     return results
 
@@ -377,13 +378,30 @@ def check_secret_key(config: Mapping[str, Any]) -> CheckResult:
 
 
 def check_cookies(config: Mapping[str, Any]) -> list[CheckResult]:
-    """Cookie settings that leak sessions in production; warnings, skipped in debug."""
-    if config.get("DEBUG"):
-        return [CheckResult("cookies", "pass", "not checked in debug")]
+    """Cookie settings that leak sessions in production; warnings, skipped in debug and tests."""
+    if not sessions.cookies_checked(config):
+        return [CheckResult("cookies", "pass", "not checked in debug or testing")]
     problems = sessions.cookie_flag_problems(config)
     if not problems:
         return [CheckResult("cookies", "pass", "secure, HTTP-only, SameSite")]
     return [CheckResult("cookies", "warn", problem) for problem in problems]
+
+
+def check_rate_limits(app: Flask) -> CheckResult:
+    """Advice when rate limiting is on but nothing is limited app-wide."""
+    state = app.extensions.get("resilience")
+    limiter = getattr(state, "limiter", None)
+    if limiter is None or not limiter.enabled:
+        return CheckResult("rate limits", "pass", "rate limiting is off")
+    configured = limiting.configured_limits(app.config)
+    if configured:
+        return CheckResult("rate limits", "pass", ", ".join(configured) + " set")
+    return CheckResult(
+        "rate limits",
+        "warn",
+        "no app-wide limit is configured, so only views with their own limit are limited;"
+        " RATELIMIT_APPLICATION = '100 per minute' limits each client across the app",
+    )
 
 
 def check_rate_limit_storage(app: Flask, workers: int) -> CheckResult:

@@ -18,7 +18,7 @@ from .breakers_helpers import Flaky
 def test_a_failure_is_logged_and_answered_with_the_fallback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    caplog.set_level(logging.WARNING)
     recommend = graceful_degradation(fallback_value=[])(Flaky())
     assert recommend() == []
     assert "fallback value" in caplog.text

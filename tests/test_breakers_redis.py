@@ -184,7 +184,7 @@ def test_redis_killed_while_a_breaker_is_in_use(
     assert breakers(app)[name]["storage"] == "redis"
 
     redis.kill()
-    caplog.set_level(logging.INFO, logger="flask_resilience")
+    caplog.set_level(logging.INFO)
     assert call_in(app, guarded) == "ok"  # no error from the breaker itself
     assert breakers(app)[name]["storage"] == "memory"
     assert any(
@@ -227,7 +227,7 @@ def test_the_password_in_the_storage_uri_is_not_logged(caplog: pytest.LogCapture
     uri = "redis://user:secret@127.0.0.1:1/0"  # nothing listens on port 1
     app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=uri)
     guarded = circuit_breaker(unique("password"), fail_max=1)(lambda: "ok")
-    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    caplog.set_level(logging.WARNING)
     assert call_in(app, guarded) == "ok"
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "unreachable" in messages
@@ -252,7 +252,7 @@ def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url:
 def test_commands_failing_together_count_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
     app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI="redis://127.0.0.1:1/0")
     link = app.extensions["resilience"].circuit_link
-    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    caplog.set_level(logging.WARNING)
     errors = [OSError("refused") for _ in range(3)]
     threads = [threading.Thread(target=link.failed, args=(error,)) for error in errors]
     for thread in threads:

@@ -138,7 +138,7 @@ def test_defaults_come_from_the_app_config_or_the_built_in_values() -> None:
 
 
 def test_retries_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    caplog.set_level(logging.WARNING)
     retry_on_failure(max_retries=1, delay=0)(FailsTimes(1))()
     assert "retry 1 of 1" in caplog.text
 
@@ -220,7 +220,7 @@ def test_not_retried_while_the_session_holds_pending_writes(
     _, db = db_app
     flaky = Flaky()
     guarded = retry_on_failure(max_retries=3, delay=0)(flaky)
-    caplog.set_level(logging.WARNING, logger="flask_resilience")
+    caplog.set_level(logging.WARNING)
 
     db.session.add(Order(item="book"))
     with pytest.raises(ConnectionError):

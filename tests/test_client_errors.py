@@ -29,7 +29,7 @@ def test_off_by_default(make_app: Callable[..., Flask]) -> None:
 def test_a_report_is_logged_with_the_request_id(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, "flask_resilience.client"):
+    with caplog.at_level(logging.INFO):
         response = app.test_client().post(
             URL,
             json={
@@ -41,7 +41,7 @@ def test_a_report_is_logged_with_the_request_id(
             },
         )
     assert response.status_code == 204
-    (record,) = [r for r in caplog.records if r.name == "flask_resilience.client"]
+    (record,) = [r for r in caplog.records if r.name.endswith("flask_resilience.client")]
     assert "TypeError: x is undefined" in record.getMessage()
     assert response.headers["X-Request-ID"] in record.getMessage()
     assert record.levelno == logging.WARNING

@@ -201,4 +201,4 @@ def test_database_down_inside_the_handler_is_503(
 def test_logging_is_to_the_extension_logger(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         app.test_client().get("/api/stacked")
-    assert {r.name for r in error_records(caplog, ValueError)} == {"flask_resilience"}
+    assert {r.name for r in error_records(caplog, ValueError)} == {"testapp.flask_resilience"}

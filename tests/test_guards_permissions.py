@@ -156,7 +156,7 @@ def test_login_view_may_be_a_url() -> None:
 
 def test_unknown_login_endpoint_answers_401_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     app, _ = guarded_app(RESILIENCE_LOGIN_VIEW="auth.login")
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         response = app.test_client().get("/docs", headers=BROWSER)
     assert response.status_code == 401
     assert "'auth.login' is not an endpoint" in errors_logged(caplog)[0].getMessage()
@@ -282,11 +282,11 @@ def test_permission_loader_that_raises_denies_and_logs_once(
 
     client = app.test_client()
     log_in(client, 1)
-    with caplog.at_level(logging.INFO, logger="flask_resilience"):
+    with caplog.at_level(logging.INFO):
         response = client.get("/api/docs", headers={"X-Request-ID": "req-loader"})
 
     assert response.status_code == 403
-    [record] = [r for r in caplog.records if r.name.startswith("flask_resilience")]
+    [record] = [r for r in caplog.records if "flask_resilience" in r.name]
     assert record.levelno == logging.ERROR
     assert "permission_loader raised KeyError" in record.getMessage()
     assert "req-loader" in record.getMessage()
@@ -313,7 +313,7 @@ def test_permission_loader_answer_of_the_wrong_type_denies(
     resilience.permission_loader(lambda user: answer)
     client = app.test_client()
     log_in(client, 1)
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         assert client.get("/api/docs").status_code == 403
     assert "access denied" in errors_logged(caplog)[0].getMessage()
 
@@ -333,7 +333,7 @@ def test_missing_loader_denies_and_says_so(caplog: pytest.LogCaptureFixture) -> 
     resilience._guards.org_access_loader = None
     client = app.test_client()
     log_in(client, 1)
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         assert client.get("/api/docs").status_code == 403
         assert client.get("/api/orgs/10").status_code == 403
     messages = [r.getMessage() for r in errors_logged(caplog)]
@@ -348,7 +348,7 @@ def test_user_loader_that_raises_is_anonymous_not_500(caplog: pytest.LogCaptureF
     def broken() -> User:
         raise AttributeError("'NoneType' object has no attribute 'id'")
 
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         response = app.test_client().get("/api/docs")
     assert response.status_code == 401
     assert "user_loader raised AttributeError" in errors_logged(caplog)[0].getMessage()
@@ -446,7 +446,7 @@ def test_org_loader_answer_other_than_a_bool_denies(
     resilience.org_access_loader(lambda user, org_id: answer)
     client = app.test_client()
     log_in(client, 1)
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         assert client.get("/api/orgs/10").status_code == 403
     assert "not True or False" in errors_logged(caplog)[0].getMessage()
 
@@ -460,7 +460,7 @@ def test_org_loader_that_raises_denies(caplog: pytest.LogCaptureFixture) -> None
 
     client = app.test_client()
     log_in(client, 1)
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         assert client.get("/api/orgs/10").status_code == 403
     assert "org_access_loader raised LookupError" in errors_logged(caplog)[0].getMessage()
 
@@ -499,7 +499,7 @@ def test_a_failing_receiver_does_not_change_the_answer(
 
     permission_denied.connect(broken_audit)
     try:
-        with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+        with caplog.at_level(logging.ERROR):
             assert app.test_client().get("/api/docs").status_code == 401
     finally:
         permission_denied.disconnect(broken_audit)
@@ -590,7 +590,7 @@ def test_flask_login_user_loader_that_raises_is_anonymous(
     client = app.test_client()
     with client.session_transaction() as sess:
         sess["_user_id"] = "7"
-    with caplog.at_level(logging.ERROR, logger="flask_resilience"):
+    with caplog.at_level(logging.ERROR):
         assert client.get("/docs").status_code == 401
     assert "Flask-Login's user loader raised ValueError" in errors_logged(caplog)[0].getMessage()
 

@@ -128,7 +128,7 @@ def test_alert_callbacks_and_signal(tmp_path: Path, caplog: pytest.LogCaptureFix
     try:
         with app.app_context():
             target = resilience.monitor
-        with caplog.at_level(logging.ERROR, "flask_resilience"):
+        with caplog.at_level(logging.ERROR):
             target.observe(Sample(time=1.0, error_rate=50.0))
             target.observe(Sample(time=2.0, error_rate=0.0))
     finally:
@@ -155,7 +155,7 @@ def test_a_raising_signal_receiver_is_logged(
 
     alert_raised.connect(receiver, app)
     try:
-        with app.app_context(), caplog.at_level(logging.ERROR, "flask_resilience"):
+        with app.app_context(), caplog.at_level(logging.ERROR):
             app.extensions["test_resilience"].monitor.observe(Sample(time=1.0, cpu_usage=99))
     finally:
         alert_raised.disconnect(receiver, app)
@@ -367,7 +367,7 @@ def test_the_switch_can_live_in_redis(tmp_path: Path, redis_url: str) -> None:
 
 def test_redis_down_keeps_the_last_switch_state(caplog: pytest.LogCaptureFixture) -> None:
     switch = RedisSwitch(f"redis://127.0.0.1:{free_port()}/0", True)
-    with caplog.at_level(logging.WARNING, "flask_resilience"):
+    with caplog.at_level(logging.WARNING):
         assert switch.read() is True
     assert "Redis failed" in caplog.text
 

@@ -29,6 +29,10 @@ def limited_app(
     def index() -> str:
         return "hello"
 
+    @app.get("/other")
+    def other() -> str:
+        return "other"
+
     @app.post("/login")
     @resilience.limit("2 per 15 minutes")
     def login() -> str:
@@ -55,8 +59,33 @@ def hit(client: FlaskClient, times: int, path: str = "/", **kwargs: Any) -> list
     return [client.get(path, **kwargs).status_code for _ in range(times)]
 
 
-def test_default_limit_is_100_per_minute_per_client(make_app: Callable[..., Flask]) -> None:
+def test_nothing_is_limited_until_a_limit_is_set(make_app: Callable[..., Flask]) -> None:
     app, _ = limited_app(make_app)
+    client = app.test_client()
+    assert hit(client, 150) == [200] * 150
+    response = client.get("/other")
+    assert response.status_code == 200
+    assert not any(name.startswith("X-RateLimit") for name, _ in response.headers)
+
+
+def test_the_application_limit_is_shared_by_every_route(make_app: Callable[..., Flask]) -> None:
+    app, _ = limited_app(make_app, RATELIMIT_APPLICATION="5 per minute")
+    client = app.test_client()
+    assert hit(client, 3) + hit(client, 2, "/other") == [200] * 5
+    assert client.get("/").status_code == 429
+    assert client.get("/other").status_code == 429
+    assert client.get("/", environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
+
+
+def test_the_default_limit_counts_each_route_apart(make_app: Callable[..., Flask]) -> None:
+    app, _ = limited_app(make_app, RATELIMIT_DEFAULT="3 per minute")
+    client = app.test_client()
+    assert hit(client, 4) == [200, 200, 200, 429]
+    assert hit(client, 4, "/other") == [200, 200, 200, 429]
+
+
+def test_100_per_minute_per_client(make_app: Callable[..., Flask]) -> None:
+    app, _ = limited_app(make_app, RATELIMIT_APPLICATION="100 per minute")
     client = app.test_client()
     assert hit(client, 100) == [200] * 100
     response = client.get("/")
@@ -73,7 +102,7 @@ def test_default_limit_is_100_per_minute_per_client(make_app: Callable[..., Flas
 
 
 def test_headers_and_retry_after_only_where_it_belongs(make_app: Callable[..., Flask]) -> None:
-    app, _ = limited_app(make_app)
+    app, _ = limited_app(make_app, RATELIMIT_APPLICATION="100 per minute")
     response = app.test_client().get("/")
     assert response.headers["X-RateLimit-Limit"] == "100"
     assert response.headers["X-RateLimit-Remaining"] == "99"
@@ -308,7 +337,9 @@ def test_shutdown_closes_the_redis_connections(
     import redis as redis_lib
 
     observer = redis_lib.from_url(redis.url)
-    app, resilience = limited_app(make_app, RATELIMIT_STORAGE_URI=redis.url)
+    app, resilience = limited_app(
+        make_app, RATELIMIT_STORAGE_URI=redis.url, RATELIMIT_APPLICATION="10 per minute"
+    )
 
     def clients() -> int:
         return len(observer.client_list())

@@ -91,7 +91,7 @@ def test_records_outside_requests_have_placeholders(app: Flask) -> None:
 
 def test_the_error_log_line_names_the_request(app: Flask, logs: pytest.LogCaptureFixture) -> None:
     response = app.test_client().get("/missing")
-    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
     message = line.getMessage()
     assert "GET /missing -> 404" in message
     assert f"request_id={response.headers['X-Request-ID']}" in message
@@ -107,7 +107,9 @@ def test_secrets_are_scrubbed_from_the_error_record(
         json={"email": "a@b.test", "password": "BODYSECRET", "card_number": "4111111111111111"},
         headers={"Authorization": "Bearer HEADERSECRET", "Cookie": "session=COOKIESECRET"},
     )
-    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    # Flask's own record of the crash, the request added to it.
+    (line,) = [r for r in logs.records if r.exc_info is not None]
+    assert line.name == app.logger.name
     logged = json.dumps(line.request)  # type: ignore[attr-defined]
     for secret in ("QUERYSECRET", "BODYSECRET", "4111111111111111", "HEADERSECRET", "COOKIESECRET"):
         assert secret not in logged
@@ -128,17 +130,19 @@ def test_the_user_id_is_logged_when_flask_login_has_a_user(
         raise RuntimeError("fails for a known user")
 
     Resilience(app)
+    app.test_client().get("/missing-page")
     app.test_client().get("/me")
-    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
-    assert "user_id=user-7" in line.getMessage()
-    assert line.user_id == "user-7"  # type: ignore[attr-defined]
+    (crash,) = [r for r in logs.records if r.exc_info is not None]
+    assert crash.user_id == "user-7"  # type: ignore[attr-defined]
+    (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
+    assert "user_id=-" in line.getMessage()  # the 404 came before the login
 
 
 def test_json_formatter_writes_one_object_per_line(
     app: Flask, logs: pytest.LogCaptureFixture
 ) -> None:
     response = app.test_client().get("/missing")
-    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
     text = JsonFormatter().format(line)
     assert "\n" not in text
     entry = json.loads(text)
@@ -190,5 +194,39 @@ def test_the_client_address_comes_through_proxy_fix(
         headers={"X-Forwarded-For": "198.51.100.23"},
         environ_base={"REMOTE_ADDR": "10.0.0.1"},
     )
-    (line,) = [r for r in logs.records if r.name == "flask_resilience"]
+    (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
     assert "remote_addr=198.51.100.23" in line.getMessage()
+
+
+def test_json_lines_keep_every_extra_attribute_of_a_record(app: Flask) -> None:
+    """What an instrumentation or the app's own ``extra=`` puts on a record is kept."""
+    with app.test_request_context("/orders"):
+        record = logging.getLogger("testapp.orders").makeRecord(
+            "testapp.orders",
+            logging.WARNING,
+            __file__,
+            1,
+            "order %s refused",
+            ("A-17",),
+            None,
+            extra={"otelTraceID": "4bf92f3577b34da6a3ce929d0e0e4736", "tenant": "acme"},
+        )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "order A-17 refused"
+    assert entry["otelTraceID"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert entry["tenant"] == "acme"
+    assert entry["path"] == "/orders"
+    assert "args" not in entry and "msg" not in entry  # LogRecord's own attributes stay out
+
+
+def test_the_apps_own_extra_attributes_win_over_the_context(
+    app: Flask, logs: pytest.LogCaptureFixture
+) -> None:
+    """An app that logs ``extra={"user_id": ...}`` itself keeps working, and its value wins."""
+    with app.test_request_context("/notes/3", method="DELETE"):
+        logging.getLogger("testapp.notes").warning("deleted", extra={"user_id": 42, "path": "x"})
+    (record,) = [r for r in logs.records if r.getMessage() == "deleted"]
+    assert record.user_id == 42  # type: ignore[attr-defined]
+    assert record.path == "x"  # type: ignore[attr-defined]
+    assert record.method == "DELETE"  # type: ignore[attr-defined]
+    assert logging.Formatter("%(method)s %(user_id)s").format(record) == "DELETE 42"

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_COOKIES = {
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # With no app-wide rate limit the checks give advice, which this file tests apart.
+    "RATELIMIT_APPLICATION": "100 per minute",
 }
 
 
@@ -76,6 +79,7 @@ def test_check_passes_with_everything_in_place(
         "redis RATELIMIT_STORAGE_URI",
         "SECRET_KEY",
         "cookies",
+        "rate limits",
         "rate limit storage",
     ):
         assert any(line.startswith(name + " ") and " pass " in line for line in lines), name
@@ -292,12 +296,29 @@ def test_a_worker_replaced_while_the_database_is_down_starts_and_the_server_stay
             pg.start()
 
 
-def test_validate_on_startup_passes_and_logs_warnings(
+def test_validate_on_startup_passes_and_gives_each_advice_once(
     make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(RESILIENCE_VALIDATE_ON_STARTUP=True)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        Resilience(app)
+    # The startup checks say it, in the log; init_app does not say it again as a warning.
+    assert [w for w in warned if issubclass(w.category, ResilienceWarning)] == []
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Startup check")]
+    assert len([m for m in said if "SESSION_COOKIE_SECURE is False" in m]) == 1
+    assert len([m for m in said if "RATELIMIT_APPLICATION" in m]) == 1
+
+
+def test_the_check_advises_when_nothing_is_rate_limited(make_app: Callable[..., Flask]) -> None:
+    app = make_app(**{**PRODUCTION_COOKIES, "RATELIMIT_APPLICATION": None})
     Resilience(app)
-    assert "SESSION_COOKIE_SECURE" in caplog.text
+    checks = by_name(run(app, "check", "--json").output)
+    assert checks["rate limits"]["status"] == "warn"
+    assert "RATELIMIT_APPLICATION = '100 per minute'" in checks["rate limits"]["detail"]
+    limited = make_app(**PRODUCTION_COOKIES)
+    Resilience(limited)
+    assert by_name(run(limited, "check", "--json").output)["rate limits"]["status"] == "pass"
 
 
 def test_the_check_command_reports_instead_of_refusing(make_app: Callable[..., Flask]) -> None:

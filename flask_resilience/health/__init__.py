@@ -101,7 +101,39 @@ def init_app(app: Flask, state: _State) -> None:
     state.detail_providers.setdefault("bulkheads", state.extension.bulkheads)
     if config["RESILIENCE_TRACEMALLOC"] and not tracemalloc.is_tracing():
         tracemalloc.start()
-    _add_request_hooks(app, health, prefix)
+    shadowed: set[str] = set()
+    state.hooks.settle_callbacks.append(lambda: shadowed.update(_let_app_routes_win(app)))
+    _add_request_hooks(app, health, prefix, shadowed)
+
+
+def _let_app_routes_win(app: Flask) -> set[str]:
+    """Serve the app's own view where it has a route at one of the health paths.
+
+    Many apps have their own ``/health``; Werkzeug matches the rule added first,
+    which may be the blueprint's. Each path the app claims for the same methods
+    is handed back to the app's view. Runs before the first request, when every
+    route is known.
+
+    :return: the paths handed back.
+    """
+    rules = list(app.url_map.iter_rules())
+    ours = [rule for rule in rules if rule.endpoint.startswith(f"{BLUEPRINT}.")]
+    handed_back: set[str] = set()
+    for rule in ours:
+        for other in rules:
+            if (
+                other.rule == rule.rule
+                and not other.endpoint.startswith(f"{BLUEPRINT}.")
+                and (rule.methods or set()) & (other.methods or set()) - {"HEAD", "OPTIONS"}
+            ):
+                app.view_functions[rule.endpoint] = app.view_functions[other.endpoint]
+                handed_back.add(rule.rule)
+                logger.bound_to(app).info(
+                    "%s is the app's own route; the health endpoint there is not mounted",
+                    rule.rule,
+                )
+                break
+    return handed_back
 
 
 def _build(app: Flask, state: _State) -> HealthState:
@@ -153,6 +185,7 @@ def _build(app: Flask, state: _State) -> HealthState:
         gc_on_critical=config["RESILIENCE_MONITOR_GC_ON_CRITICAL"],
         # Every worker's counts reach the shared metrics within one interval.
         housekeeping=health.requests.drain,
+        log=logger.bound_to(app),
     )
     return health
 
@@ -161,16 +194,17 @@ def _switch(app: Flask, config: Any) -> Switch:
     default = config["RESILIENCE_MONITOR_ENABLED"]
     url = config["RESILIENCE_MONITOR_REDIS_URL"]
     if url:
-        return RedisSwitch(url, default)
+        return RedisSwitch(url, default, logger.bound_to(app))
     return FileSwitch(Path(app.instance_path) / SWITCH_FILE, default)
 
 
 def _announce(app: Flask, state: _State, alert: Alert) -> None:
-    call_safely(list(state.extension._alert_callbacks), alert)
+    log = logger.bound_to(app)
+    call_safely(list(state.extension._alert_callbacks), alert, log)
     try:
         alert_raised.send(app, alert=alert)
     except Exception:
-        logger.exception("A receiver of the alert signal raised")
+        log.exception("A receiver of the alert signal raised")
 
 
 _READ = ("GET", "HEAD")
@@ -182,7 +216,9 @@ _LIVE_HEADERS = (
 )
 
 
-def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> None:
+def _add_request_hooks(
+    app: Flask, health: HealthState, live_prefix: str, app_paths: set[str]
+) -> None:
     """Time every request and start the monitor with a process's first request.
 
     This runs on every request, so it is a WSGI wrapper rather than Flask hooks
@@ -203,7 +239,7 @@ def _add_request_hooks(app: Flask, health: HealthState, live_prefix: str) -> Non
             if not app.testing:  # a test suite's many apps would each get a thread
                 monitor.ensure_started()
         method = environ.get("REQUEST_METHOD", "GET")
-        if environ.get("PATH_INFO") == live_path and method in _READ:
+        if environ.get("PATH_INFO") == live_path and method in _READ and live_path not in app_paths:
             # Liveness says the process serves: nothing else runs, no hook, no I/O.
             start_response("200 OK", list(_LIVE_HEADERS))
             return [] if method == "HEAD" else [LIVE_BODY]

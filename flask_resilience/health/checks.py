@@ -11,7 +11,6 @@ a check runs shares that run (single flight).
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import re
 import threading
 import time
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..log import first_line
+from ..log import ExtensionLogger, first_line
 
-logger = logging.getLogger("flask_resilience.health")
+logger = ExtensionLogger("health")
 
 STATUSES = ("pass", "warn", "fail")
 _RANK = {status: rank for rank, status in enumerate(STATUSES)}

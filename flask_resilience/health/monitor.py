@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import itertools
 import json
-import logging
 import os
 import threading
 import time
@@ -23,7 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-logger = logging.getLogger("flask_resilience.health")
+from ..log import ExtensionLogger
+
+logger = ExtensionLogger("health")
 
 LEVELS = ("healthy", "warning", "critical")
 METRICS = (
@@ -110,9 +111,10 @@ class RedisSwitch:
 
     key = "flask_resilience:monitor:enabled"
 
-    def __init__(self, url: str, default: bool) -> None:
+    def __init__(self, url: str, default: bool, log: ExtensionLogger = logger) -> None:
         import redis
 
+        self.log = log
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.default = default
         self._last = default
@@ -121,7 +123,7 @@ class RedisSwitch:
         try:
             value = self.client.get(self.key)
         except Exception:  # Redis down: keep doing what the last answer said
-            logger.warning("Reading the monitor switch from Redis failed", exc_info=True)
+            self.log.warning("Reading the monitor switch from Redis failed", exc_info=True)
             return self._last
         self._last = self.default if value is None else value == b"1"
         return self._last
@@ -181,8 +183,10 @@ class Monitor:
         leak_samples: int = 30,
         gc_on_critical: bool = False,
         housekeeping: Callable[[], None] | None = None,
+        log: ExtensionLogger = logger,
     ) -> None:
         self.interval = interval
+        self.log = log
         self.thresholds = thresholds
         self.collect = collect
         self.on_alert = on_alert
@@ -267,7 +271,7 @@ class Monitor:
                 self.observe(self.collect())
         except Exception:  # a failing sample must not end monitoring
             self.errors += 1
-            logger.exception("A monitor sample failed; the next one runs as planned")
+            self.log.exception("A monitor sample failed; the next one runs as planned")
 
     # -- judging samples --------------------------------------------------------------
 
@@ -294,7 +298,7 @@ class Monitor:
         return changes
 
     def _announce(self, alert: Alert) -> None:
-        log = logger.warning if alert.level != "healthy" else logger.info
+        log = self.log.warning if alert.level != "healthy" else self.log.info
         log(
             "%s is %s: %s (threshold %s, was %s)",
             alert.metric,
@@ -304,7 +308,7 @@ class Monitor:
             alert.previous,
         )
         if alert.metric == "memory_usage" and alert.level == "critical" and self.gc_on_critical:
-            logger.warning("Memory is critical; gc.collect() freed %d objects", gc.collect())
+            self.log.warning("Memory is critical; gc.collect() freed %d objects", gc.collect())
         self.on_alert(alert)
 
     @property
@@ -369,10 +373,12 @@ def _run(monitor_ref: weakref.ref[Monitor], stop: threading.Event) -> None:
         del monitor
 
 
-def call_safely(callbacks: list[Callable[[Alert], Any]], alert: Alert) -> None:
+def call_safely(
+    callbacks: list[Callable[[Alert], Any]], alert: Alert, log: ExtensionLogger = logger
+) -> None:
     """Call each alert callback; one that raises is logged and the rest still run."""
     for callback in callbacks:
         try:
             callback(alert)
         except Exception:
-            logger.exception("Alert callback %r raised", callback)
+            log.exception("Alert callback %r raised", callback)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import shutil
 import tempfile
@@ -15,11 +14,12 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from ..config import configured
+from ..log import ExtensionLogger
 from .errors import UploadNotStored, UploadStorageFull, failure_entry, problem_for
 from .filenames import generated_name
 from .validation import UploadCheck, remembered, validate_upload
 
-logger = logging.getLogger("flask_resilience")
+logger = ExtensionLogger("uploads")
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _ATTEMPTS = 3

@@ -265,7 +265,8 @@ def test_failed_insert_leaves_no_file(app: Flask, client: FlaskClient, instance_
 
     response = upload(client, ALICE)
 
-    assert response.status_code == 503
+    # A missing table is a bug, not an outage: 500, and nothing is left on disk.
+    assert response.status_code == 500
     assert response.content_type == "application/problem+json"
     assert stored_files(instance_path) == []
 

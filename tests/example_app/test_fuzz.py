@@ -225,7 +225,7 @@ def upload_documents(app: Flask) -> None:
 
 @pytest.fixture
 def fuzzer(app: Flask, caplog: pytest.LogCaptureFixture) -> Iterator[Fuzzer]:
-    caplog.set_level(logging.INFO, logger="flask_resilience")
+    caplog.set_level(logging.INFO)
     browser = app.test_client()
     visitor_token = csrf_token_in(browser.get("/login").get_data(as_text=True))
     sessions = {ANONYMOUS: Session(), VISITOR: _session_of(app, browser, visitor_token)}
