@@ -41,9 +41,11 @@ def log_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app(mode: str, tmp_path: Path, log_file: Path) -> Iterator[Flask]:
-    # The record factory is process-wide: whatever one test's app sets up must not
-    # change the records of the next test's app.
+    # The record factory is process-wide, and whatever set it up (another test's app,
+    # even one built while tests are collected) would reach into this app's records:
+    # each test starts from Python's own and puts back what it found.
     record_factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
     app = create_app(
         {
             "TESTING": True,
