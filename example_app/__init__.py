@@ -35,7 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     configure(app, test_config)
     log_to_stderr()
-    quiet_demo_advice()
+    quiet_demo_advice(app)
 
     db.init_app(app)
     # After db.init_app: the extension hardens the engines Flask-SQLAlchemy just set up.

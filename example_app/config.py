@@ -89,15 +89,17 @@ def log_to_stderr() -> None:
         )
 
 
-def quiet_demo_advice() -> None:
+def quiet_demo_advice(app: Flask) -> None:
     """``make demo`` (``EXAMPLE_DEMO=1``): no advice meant for production.
 
     The demo serves plain HTTP on 127.0.0.1 with two workers counting rate limits on
-    their own, on purpose; the extension would rightly advise against both. The
-    Makefile says in one line what a production deployment sets instead.
+    their own, on purpose; the extension would rightly advise against both, as a
+    warning or, with the startup checks on, in their log. The Makefile says in one
+    line what a production deployment sets instead. A failed check still stops it.
     """
     if env_flag("EXAMPLE_DEMO", default=False):
         warnings.filterwarnings("ignore", category=ResilienceWarning)
+        logging.getLogger(f"{app.name}.flask_resilience.startup").setLevel(logging.ERROR)
 
 
 def env_flag(name: str, default: bool) -> bool:

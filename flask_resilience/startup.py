@@ -118,9 +118,10 @@ def validate(app: Flask) -> None:
         results = run_checks(app, retries=1, unreachable="warn")
     else:
         results = run_checks(app)
+    log = logger.bound_to(app)  # init_app runs outside any app context
     for result in results:
         if result.status == "warn":
-            logger.warning("Startup check %s: %s", result.name, result.detail)
+            log.warning("Startup check %s: %s", result.name, result.detail)
     failures = [result for result in results if result.status == "fail"]
     if failures:
         lines = "\n".join(f"  {result.name}: {result.detail}" for result in failures)

@@ -203,3 +203,37 @@ def test_env_flag_refuses_anything_else(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SOME_FLAG", "ture")
     with pytest.raises(ValueError, match="SOME_FLAG='ture'"):
         env_flag("SOME_FLAG", default=True)
+
+
+def test_the_demo_starts_without_advice(tmp_path: Path) -> None:
+    """``make demo`` prints no warning: the Makefile says in one line what production sets.
+
+    In a subprocess: the demo's warning filter is the whole process's.
+    """
+    import os
+    import subprocess
+    import sys
+
+    script = "from example_app import create_app; create_app()"
+    environment = {**os.environ, "EXAMPLE_DEMO": "1", "INSTANCE_PATH": str(tmp_path)}
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "HEALTH_TOKEN", "VALIDATE_ON_STARTUP"):
+        environment.pop(name, None)
+    demo = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stderr == ""
+    production = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**environment, "EXAMPLE_DEMO": "0"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "SESSION_COOKIE_SECURE is False" in production.stderr  # the advice it silences
