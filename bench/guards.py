@@ -49,7 +49,7 @@ def guarded_app() -> Flask:
         RATELIMIT_ENABLED=False,  # bench.peers measures limits
     )
     resilience = Resilience(app)
-    resilience.user_loader(lambda: session.get("uid"))
+    resilience.current_user_loader(lambda: session.get("uid"))
     resilience.permission_loader(lambda user: {"documents:read", "documents:write"})
 
     @app.get("/docs")

@@ -19,6 +19,8 @@ from werkzeug.test import EnvironBuilder
 from bench.core import PRODUCTION_CONFIG
 from bench.table import Row, compare, render, scaled
 from flask_resilience import Resilience
+from flask_resilience.health import health_state
+from flask_resilience.state import HealthCheck
 
 ROUNDS = 61
 REPEAT = 200
@@ -53,7 +55,7 @@ def _resilient(**config: Any) -> Flask:
 
 
 def _stop_monitor(app: Flask) -> None:
-    app.extensions["resilience"].health.monitor.stop()
+    health_state(app).monitor.stop()
 
 
 def live_ratio(scale: float) -> Row:
@@ -86,8 +88,8 @@ def ready_with_hanging_check(scale: float) -> Row:
     apps = []
     for _ in range(scaled(3, scale)):
         app = _resilient()
-        app.extensions["resilience"].extension.health_check("hung", critical=True)(
-            lambda: release.wait(3600)
+        app.extensions["resilience"].health_checks["hung"] = HealthCheck(
+            "hung", lambda: release.wait(3600), critical=True
         )
         ready = _wsgi_call(app, "/health/ready")
         for _ in range(scaled(5, scale)):
@@ -110,7 +112,7 @@ def monitor_cpu(scale: float) -> Row:
     """
     app = _resilient(RESILIENCE_MONITOR_INTERVAL=1.0)
     _wsgi_call(app, "/")()
-    monitor = app.extensions["resilience"].health.monitor
+    monitor = health_state(app).monitor
     monitor.stop()
     monitor.active = True
     costs = []

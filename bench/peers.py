@@ -26,6 +26,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from bench.core import hello_app, wsgi_caller
 from bench.table import Row, compare
 from flask_resilience import Resilience
+from flask_resilience.health import HealthState
 
 ROUNDS = 15
 REPEAT = 2000
@@ -90,8 +91,9 @@ def stop_monitor(app: Flask) -> None:
     count themselves, as the exporter's do.
     """
     state = app.extensions.get("resilience")
-    if state is not None and state.health is not None:
-        state.health.monitor.stop()
+    health = state.find(HealthState) if state is not None else None
+    if health is not None:
+        health.monitor.stop()
 
 
 def rows(scale: float = 1.0) -> list[Row]:

@@ -16,7 +16,7 @@ from typing import IO
 from werkzeug.datastructures import FileStorage
 
 from bench.table import Row, compare
-from flask_resilience import UploadPolicy, validate_upload
+from flask_resilience.uploads import UploadPolicy, check_upload
 
 MB = 1024 * 1024
 ROUNDS = 9
@@ -45,7 +45,7 @@ def _upload_file(size: int) -> IO[bytes]:
 def _validator(file: IO[bytes]) -> Callable[[], object]:
     def validate() -> object:
         file.seek(0)
-        check = validate_upload(FileStorage(file, filename="photo.png"), policy=POLICY)
+        check = check_upload(FileStorage(file, filename="photo.png"), policy=POLICY)
         assert check.ok, check.error
         return check
 

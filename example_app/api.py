@@ -21,10 +21,9 @@ from flask_resilience import (
     org_access_required,
     permission_required,
     request_timeout,
-    send_upload,
     validate_uploads,
-    validated_uploads,
 )
+from flask_resilience.uploads import send_upload, upload_checks
 
 from .auth import current_account, limit_basic_auth_failures
 from .documents import (
@@ -114,7 +113,7 @@ def list_documents() -> ResponseReturnValue:
 def upload_document() -> ResponseReturnValue:
     # A refused file never gets here: the decorator answers 400, 413 or 415 with
     # problem+json naming the reason.
-    [check] = validated_uploads("file")
+    [check] = upload_checks("file")
     try:
         document = store_document(current_account(), check, request.form.get("title"))
     except UploadError as error:  # the title

@@ -13,7 +13,7 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from flask_resilience import UploadCheck, UploadPolicy, save_upload
+from flask_resilience.uploads import UploadCheck, UploadPolicy, save_upload
 
 from .extensions import db
 from .models import ID_MAX, Document, User

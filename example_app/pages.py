@@ -6,7 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
-from flask_resilience import permission_required, validate_upload
+from flask_resilience import permission_required
+from flask_resilience.uploads import check_upload
 
 from .auth import current_account
 from .documents import DOCUMENT_UPLOADS, UploadError, paginate_documents, store_document
@@ -50,7 +51,7 @@ def documents() -> ResponseReturnValue:
 def upload() -> ResponseReturnValue:
     # Checked here rather than by @validate_uploads: a browser is better served by a
     # message on the page it came from than by a problem document.
-    check = validate_upload(request.files.get("file"), policy=DOCUMENT_UPLOADS)
+    check = check_upload(request.files.get("file"), policy=DOCUMENT_UPLOADS)
     try:
         document = store_document(current_account(), check, request.form.get("title"))
     except UploadError as error:

@@ -1,11 +1,15 @@
-"""flask_resilience: a Flask extension that keeps Flask applications up."""
+"""flask_resilience: a Flask extension that keeps Flask applications up.
+
+The top level holds the extension, the errors it answers with and the decorators.
+Everything else lives in its capability's namespace: ``flask_resilience.uploads``
+(checking, storing and serving files), ``flask_resilience.guards`` (sessions,
+loaders, the ``access_refused`` signal), ``flask_resilience.health``,
+``flask_resilience.log`` (request ids, JSON logs), ``flask_resilience.gunicorn``.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from .access import permission_denied
-from .bulkhead import BulkheadFull, bulkhead
+from .bulkheads import BulkheadFull, bulkhead
 from .circuit import CircuitOpen, circuit_breaker
 from .deadlines import query_timeout, request_timeout
 from .decorators import log_errors, safe_route_handler
@@ -22,42 +26,22 @@ from .errors import (
     Unauthenticated,
 )
 from .extension import Resilience
-from .log import JsonFormatter, current_request_id
-from .permissions import (
-    login_required,
+from .guards import (
+    authentication_required,
     org_access_required,
     permission_required,
     role_required,
+    session_required,
 )
 from .retry import retry_on_failure
-from .sessions import rotate_session, session_required
 from .shedding import Overloaded
-from .uploads import (
-    InsufficientStorage,
-    UploadCheck,
-    UploadFailure,
-    UploadInfo,
-    UploadInvalid,
-    UploadNotStored,
-    UploadPolicy,
-    UploadStorageFull,
-    UploadTooLarge,
-    UploadTypeNotAllowed,
-    save_upload,
-    send_upload,
-    validate_upload,
-    validate_uploaded_file_comprehensive,
-    validate_uploads,
-    validated_uploads,
-)
+from .uploads import validate_uploads
 
 __all__ = [
     "BulkheadFull",
     "CircuitOpen",
     "ConfigurationError",
     "DatabaseUnavailable",
-    "InsufficientStorage",
-    "JsonFormatter",
     "Overloaded",
     "PermissionDenied",
     "ProblemError",
@@ -67,39 +51,19 @@ __all__ = [
     "ResilienceWarning",
     "StartupCheckFailed",
     "Unauthenticated",
-    "UploadCheck",
-    "UploadFailure",
-    "UploadInfo",
-    "UploadInvalid",
-    "UploadNotStored",
-    "UploadPolicy",
-    "UploadStorageFull",
-    "UploadTooLarge",
-    "UploadTypeNotAllowed",
+    "authentication_required",
     "bulkhead",
     "circuit_breaker",
-    "current_request_id",
     "graceful_degradation",
     "log_errors",
-    "login_required",
     "org_access_required",
-    "permission_denied",
     "permission_required",
     "query_timeout",
     "request_timeout",
     "retry_on_failure",
     "role_required",
-    "rotate_session",
     "safe_route_handler",
-    "save_upload",
-    "send_upload",
     "session_required",
-    "validate_upload",
-    "validate_uploaded_file_comprehensive",
     "validate_uploads",
-    "validated_uploads",
 ]
 __version__ = "0.1.0"
-
-# The application decides where the extension's log records go.
-logging.getLogger("flask_resilience").addHandler(logging.NullHandler())

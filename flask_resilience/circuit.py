@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -46,14 +46,13 @@ import pybreaker
 from flask import Flask, has_request_context, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from .config import configured, current_state
 from .errors import ProblemError
-from .log import ExtensionLogger
+from .log import ExtensionLogger, hide_password
+from .state import ResilienceState, current_settings, find_state
 
 if TYPE_CHECKING:
     from redis import Redis
 
-    from .extension import _State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -256,7 +255,7 @@ class _RedisLink:
             logger.warning(
                 "Redis at %s is unreachable (%s); circuit breakers keep their state in"
                 " this process and try Redis again in %.0f s.",
-                _hide_password(self.uri),
+                hide_password(self.uri),
                 error,
                 self._pause,
             )
@@ -268,16 +267,8 @@ class _RedisLink:
                     self._pause = 0.0
                     logger.info(
                         "Redis at %s is reachable again; circuit breakers share their state.",
-                        _hide_password(self.uri),
+                        hide_password(self.uri),
                     )
-
-
-def _hide_password(uri: str) -> str:
-    scheme, _, rest = uri.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return uri
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 T = TypeVar("T")
@@ -512,7 +503,6 @@ class _Definition:
 
 
 _definitions: dict[str, _Definition] = {}
-_process_breakers: dict[str, Breaker] = {}
 _registry_lock = threading.Lock()
 
 
@@ -531,20 +521,38 @@ def _build(definition: _Definition, link: _RedisLink | None) -> Breaker:
     reset_timeout = definition.reset_timeout
     return Breaker(
         definition.name,
-        fail_max=fail_max if fail_max is not None else configured("RESILIENCE_CIRCUIT_FAIL_MAX"),
+        fail_max=fail_max if fail_max is not None else current_settings().circuit_fail_max,
         reset_timeout=reset_timeout
         if reset_timeout is not None
-        else configured("RESILIENCE_CIRCUIT_RESET_TIMEOUT"),
+        else current_settings().circuit_reset_timeout,
         trial_calls=definition.trial_calls,
         exclude=definition.exclude,
         storage=_FailoverStorage(link, definition.name) if link else _MemoryStorage(),
     )
 
 
+@dataclass
+class Breakers:
+    """The circuit part's state for one app: its live breakers, and its Redis link."""
+
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    link: _RedisLink | None = None
+
+
+_process = Breakers()
+"""The breakers of code that runs outside any app (a job, a command)."""
+
+
+def _current_breakers() -> Breakers:
+    state = find_state()
+    found = state.find(Breakers) if state is not None else None
+    return found if found is not None else _process
+
+
 def get_breaker(name: str) -> Breaker:
     """The live breaker called ``name``: the current app's, else this process's."""
-    state = current_state()
-    breakers = state.breakers if state is not None else _process_breakers
+    part = _current_breakers()
+    breakers = part.breakers
     breaker = breakers.get(name)
     if breaker is None:
         with _registry_lock:
@@ -554,19 +562,22 @@ def get_breaker(name: str) -> Breaker:
         with _registry_lock:
             breaker = breakers.get(name)
             if breaker is None:
-                link = state.circuit_link if state is not None else None
-                breaker = breakers[name] = _build(definition, link)
+                breaker = breakers[name] = _build(definition, part.link)
     return breaker
 
 
-def init_app(app: Flask, state: _State) -> None:
-    """Connect the app's breakers to Redis when ``RESILIENCE_CIRCUIT_STORAGE_URI`` is set.
+def init_app(app: Flask, state: ResilienceState) -> None:
+    """Keep the app's breakers; connect them to Redis when ``RESILIENCE_CIRCUIT_STORAGE_URI``
+    is set.
 
     Nothing is sent to Redis here: an app must start while Redis is down.
     """
-    uri = state.config["RESILIENCE_CIRCUIT_STORAGE_URI"]
-    if uri is not None:
-        state.circuit_link = _RedisLink(uri)
+    uri = state.settings.circuit_storage_uri
+    part = state.add(Breakers(link=_RedisLink(uri) if uri is not None else None))
+    if part.link is not None:
+        state.add_cleanup(part.link.client.close, name="circuit breaker Redis")
+    # Read in the app's context (detailed health, the monitor, the command line).
+    state.detail_providers["circuit_breakers"] = breaker_states
 
 
 def breaker_states() -> dict[str, dict[str, Any]]:

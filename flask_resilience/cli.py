@@ -24,9 +24,10 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
 from . import startup
-from .extension import _get_state
+from .config import DEFAULT_SETTINGS, SETTINGS
 from .health.blueprint import IN_PROCESS_CALLER
 from .startup import CheckResult
+from .state import EXTENSION_KEY, ResilienceState, get_state
 
 PROBE_TIMEOUT = 5.0
 
@@ -42,10 +43,11 @@ def resilience_group() -> None:
 @with_appcontext
 def show_config() -> None:
     """Print every RESILIENCE_* setting in force, after defaults and checks."""
-    config = _get_state(current_app).config
-    width = max(len(key) for key in config)
-    for key, value in sorted(config.items()):
-        click.echo(f"{key:<{width}}  {value!r}")
+    settings = get_state(current_app).settings
+    width = max(len(setting.name) for setting in SETTINGS)
+    for setting in sorted(SETTINGS, key=lambda setting: setting.name):
+        value = getattr(settings, setting.name.removeprefix("RESILIENCE_").lower())
+        click.echo(f"{setting.name:<{width}}  {value!r}")
 
 
 @resilience_group.command("check")
@@ -115,7 +117,9 @@ def _get(
     if url is not None:
         return _get_over_http(f"{url.rstrip('/')}/health/{endpoint}", timeout, token)
     app = _load_app(ctx)
-    prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health").rstrip("/")
+    state = app.extensions.get(EXTENSION_KEY)
+    settings = state.settings if isinstance(state, ResilienceState) else DEFAULT_SETTINGS
+    prefix = settings.health_url_prefix
     response = app.test_client().get(f"{prefix}/{endpoint}", environ_base={IN_PROCESS_CALLER: True})
     return response.status_code, _decoded(response.get_data(as_text=True))
 
@@ -143,8 +147,8 @@ def _get_over_http(url: str, timeout: float, token: str | None) -> tuple[int, An
 
 def _local_summary(app: Flask) -> dict[str, Any]:
     """What the extension knows without a health endpoint: draining and its sections."""
-    state = app.extensions.get("resilience")
-    if state is None:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, ResilienceState):
         return {"error": "flask_resilience is not initialised on this app"}
     with app.app_context():
         summary: dict[str, Any] = {"draining": state.draining.is_set()}

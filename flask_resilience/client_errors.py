@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from .errors import ProblemError
 from .log import ExtensionLogger, request_context, scrub
+from .state import ResilienceState
 
 logger = ExtensionLogger("client")
 
@@ -40,8 +41,11 @@ class ClientReportTooLarge(ProblemError, RequestEntityTooLarge):
     """The report is larger than the endpoint takes."""
 
 
-def init_app(app: Flask, url: str) -> None:
-    app.add_url_rule(url, "resilience_client_errors", receive_client_error, methods=["POST"])
+def init_app(app: Flask, state: ResilienceState) -> None:
+    """Mount the intake at ``RESILIENCE_CLIENT_ERRORS_URL``, when it is set."""
+    url = state.settings.client_errors_url
+    if url:
+        app.add_url_rule(url, "resilience_client_errors", receive_client_error, methods=["POST"])
 
 
 def receive_client_error() -> Response:

@@ -13,14 +13,11 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from flask import Flask, current_app, has_app_context
-
-if TYPE_CHECKING:
-    from .extension import _State
+from flask import Flask
 
 from .errors import ConfigurationError, warn
 
@@ -34,6 +31,20 @@ class Setting:
     default: Any
     check: Check
     doc: str
+
+
+def setting(default: Any, check: Check, doc: str) -> Any:
+    """A field of :class:`Settings`: its default, the check of a configured value, its meaning."""
+    metadata = {"check": check, "doc": doc}
+    if type(default).__hash__ is None:  # a mapping: dataclasses want it made per instance
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _default(setting_field: Field[Any]) -> Any:
+    if setting_field.default is not MISSING:
+        return setting_field.default
+    return setting_field.default_factory()  # type: ignore[operator]
 
 
 def wrong_value(key: str, value: Any, expected: str) -> ConfigurationError:
@@ -224,314 +235,291 @@ def check_optional_path(key: str, value: Any) -> str | None:
     raise wrong_value(key, value, "a directory path or None")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "RESILIENCE_HARDEN_POOL",
+@dataclass(frozen=True)
+class Settings:
+    """Every ``RESILIENCE_*`` key of one app, read and checked once by ``load_config``.
+
+    ``settings.request_timeout`` is ``RESILIENCE_REQUEST_TIMEOUT``: each field is its
+    key's name without the prefix, in lower case, with its default, its check and
+    its meaning. The parts of the extension are handed these typed values; none
+    reads ``app.config`` again.
+    """
+
+    harden_pool: bool = setting(
         True,
         check_bool,
         "Merge production pool defaults into SQLALCHEMY_ENGINE_OPTIONS and SQLALCHEMY_BINDS.",
-    ),
-    Setting(
-        "RESILIENCE_BODY_LIMITS",
+    )
+    body_limits: bool = setting(
         True,
         check_bool,
         "Give MAX_CONTENT_LENGTH 50 MB where it is None (Flask's 'no limit'), and check"
         " MAX_FORM_MEMORY_SIZE and MAX_FORM_PARTS.",
-    ),
-    Setting("RESILIENCE_HEALTH_ENABLED", True, check_bool, "Mount the health blueprint."),
-    Setting(
-        "RESILIENCE_HEALTH_URL_PREFIX",
+    )
+    health_enabled: bool = setting(
+        True,
+        check_bool,
+        "Mount the health blueprint.",
+    )
+    health_url_prefix: str = setting(
         "/health",
         check_url_prefix,
         "Where the health blueprint is mounted.",
-    ),
-    Setting(
-        "RESILIENCE_HEALTH_TOKEN",
+    )
+    health_token: str | None = setting(
         None,
         check_optional_str,
         "Bearer token for detailed, metrics, dashboard and the monitoring switch.",
-    ),
-    Setting(
-        "RESILIENCE_HEALTH_CHECK_TIMEOUT",
+    )
+    health_check_timeout: float = setting(
         1.0,
         check_positive,
         "Seconds a health check may take before it counts as failed (per check default).",
-    ),
-    Setting(
-        "RESILIENCE_HEALTH_CACHE_TTL",
+    )
+    health_cache_ttl: float = setting(
         5.0,
         check_number(minimum=0),
         "Seconds a passing (or warning) check result is reused.",
-    ),
-    Setting(
-        "RESILIENCE_HEALTH_CACHE_TTL_FAILED",
+    )
+    health_cache_ttl_failed: float = setting(
         1.0,
         check_number(minimum=0),
         "Seconds a failed check result is reused.",
-    ),
-    Setting(
-        "RESILIENCE_HEALTH_VERSION",
+    )
+    health_version: str | None = setting(
         None,
         check_optional_str,
         "The service version shown by detailed health.",
-    ),
-    Setting(
-        "RESILIENCE_MONITOR_ENABLED",
+    )
+    monitor_enabled: bool = setting(
         True,
         check_bool,
         "Run the background monitor (one thread per worker, started on the first request).",
-    ),
-    Setting("RESILIENCE_MONITOR_INTERVAL", 5.0, check_positive, "Seconds between monitor samples."),
-    Setting(
-        "RESILIENCE_MONITOR_HISTORY",
+    )
+    monitor_interval: float = setting(
+        5.0,
+        check_positive,
+        "Seconds between monitor samples.",
+    )
+    monitor_history: int = setting(
         360,
         check_number(minimum=1, integer=True),
         "Samples the monitor keeps (a ring buffer).",
-    ),
-    Setting(
-        "RESILIENCE_MONITOR_REDIS_URL",
+    )
+    monitor_redis_url: str | None = setting(
         None,
         check_optional_str,
         "Redis URL sharing the monitor's on/off switch between workers"
         " (default: a file in the instance folder).",
-    ),
-    Setting(
-        "RESILIENCE_MONITOR_GC_ON_CRITICAL",
+    )
+    monitor_gc_on_critical: bool = setting(
         False,
         check_bool,
         "Run gc.collect() when memory reaches the critical level.",
-    ),
-    Setting(
-        "RESILIENCE_MONITOR_LEAK_SAMPLES",
+    )
+    monitor_leak_samples: int = setting(
         30,
         check_number(minimum=3, integer=True),
         "Samples of steady RSS growth after which a memory leak is suspected.",
-    ),
-    Setting(
-        "RESILIENCE_TRACEMALLOC",
+    )
+    tracemalloc: bool = setting(
         False,
         check_bool,
         "Trace allocations; detailed health?tracemalloc=1 then shows the top ones.",
-    ),
-    Setting(
-        "RESILIENCE_ALERT_THRESHOLDS",
-        dict(ALERT_THRESHOLD_DEFAULTS),
+    )
+    alert_thresholds: Mapping[str, float] = setting(
+        ALERT_THRESHOLD_DEFAULTS,
         check_alert_thresholds,
         "Alert thresholds merged over the defaults (cpu_usage, memory_usage, disk_usage,"
         " response_time, error_rate, db_connections).",
-    ),
-    Setting(
-        "RESILIENCE_ALERT_WARNING_MARGIN",
+    )
+    alert_warning_margin: float = setting(
         0.1,
         check_fraction,
         "Share of a threshold below it where the level is already warning.",
-    ),
-    Setting(
-        "RESILIENCE_ALERT_HYSTERESIS",
+    )
+    alert_hysteresis: float = setting(
         0.05,
         check_fraction,
         "Share of a threshold a value must fall below a level's boundary to leave it.",
-    ),
-    Setting(
-        "RESILIENCE_API_PREFIXES",
+    )
+    api_prefixes: tuple[str, ...] = setting(
         ("/api",),
         check_str_list,
         "Paths under these prefixes always get problem+json, never an HTML error page.",
-    ),
-    Setting(
-        "RESILIENCE_ERROR_FORMAT",
+    )
+    error_format: str = setting(
         "auto",
         check_choice("auto", "json", "html", "off"),
         "auto: HTML for browsers outside the API prefixes, else problem+json; off: Flask's"
         " own error pages, the extension answers no error itself.",
-    ),
-    Setting("RESILIENCE_LOG_JSON", False, check_bool, "Format log records as JSON lines."),
-    Setting(
-        "RESILIENCE_LOG_CONTEXT",
+    )
+    log_json: bool = setting(
+        False,
+        check_bool,
+        "Format log records as JSON lines.",
+    )
+    log_context: bool = setting(
         True,
         check_bool,
         "Give every log record request_id, method, path, remote_addr and user_id.",
-    ),
-    Setting(
-        "RESILIENCE_ROLLBACK_ON_ERROR",
+    )
+    rollback_on_error: bool = setting(
         True,
         check_bool,
         "Roll the Flask-SQLAlchemy session back after a database error, before the app's"
         " error handlers run.",
-    ),
-    Setting(
-        "RESILIENCE_REQUEST_ID_HEADER",
+    )
+    request_id_header: str | None = setting(
         "X-Request-ID",
         check_header_name,
         "Header of the request id: a valid incoming one is kept, every response carries it."
         " None: ids are made for logs and problems only, never read or sent.",
-    ),
-    Setting(
-        "RESILIENCE_REQUEST_TIMEOUT",
+    )
+    request_timeout: float | None = setting(
         30,
         check_number(minimum=0.001, optional=True),
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
-    ),
-    Setting(
-        "RESILIENCE_MAX_QUEUE_TIME",
+    )
+    max_queue_time: float | None = setting(
         None,
         check_number(minimum=0.001, optional=True),
         "Seconds a request may wait before a worker takes it (X-Request-Start);"
         " a longer wait gets 503 at once. None: never shed.",
-    ),
-    Setting(
-        "RESILIENCE_DATABASE_RETRY_AFTER",
+    )
+    database_retry_after: int = setting(
         5,
         check_number(minimum=0, integer=True),
         "Retry-After seconds sent with 503 answers when the database is unavailable.",
-    ),
-    Setting(
-        "RESILIENCE_CLIENT_ERRORS_URL",
+    )
+    client_errors_url: str | None = setting(
         None,
         check_path,
         "Mount a POST endpoint at this path for front ends to report their errors.",
-    ),
-    Setting(
-        "RESILIENCE_SESSION_GUARD",
+    )
+    session_guard: bool = setting(
         True,
         check_bool,
         "Wrap the session interface: a session cookie that cannot be read gives an empty"
         " session, its cookie deleted, instead of a 500. Always on with session timeouts.",
-    ),
-    Setting(
-        "RESILIENCE_SESSION_SCHEMA",
+    )
+    session_schema: Mapping[str, tuple[type, ...]] | None = setting(
         None,
         check_session_schema,
         "Session key -> type (or tuple of types); a session holding another type is cleared.",
-    ),
-    Setting(
-        "RESILIENCE_SESSION_IDLE_TIMEOUT",
+    )
+    session_idle_timeout: float | None = setting(
         None,
         check_timeout,
         "Seconds a session may go unused before it expires (checked server-side). None: never.",
-    ),
-    Setting(
-        "RESILIENCE_SESSION_ABSOLUTE_TIMEOUT",
+    )
+    session_absolute_timeout: float | None = setting(
         None,
         check_timeout,
         "Seconds a session may live after it began, however active. None: no limit.",
-    ),
-    Setting(
-        "RESILIENCE_SESSION_STRICT",
+    )
+    session_strict: bool = setting(
         False,
         check_bool,
         "Refuse to start (ConfigurationError) with unsafe session cookie settings.",
-    ),
-    Setting(
-        "RESILIENCE_LOGIN_VIEW",
+    )
+    login_view: str | None = setting(
         None,
         check_optional_name,
         "Endpoint or URL browsers are redirected to on 401; None: Flask-Login's login_view.",
-    ),
-    Setting(
-        "RESILIENCE_ORG_ID_SOURCE",
+    )
+    org_id_source: str = setting(
         "view",
         check_choice("view", "session", "query"),
         "Where org_access_required finds the organization id: view argument, session or query.",
-    ),
-    Setting(
-        "RESILIENCE_TRUSTED_PROXIES",
+    )
+    trusted_proxies: int = setting(
         0,
         check_number(minimum=0, integer=True),
         "How many proxies in front of the app set X-Forwarded-For/-Proto (Werkzeug's ProxyFix).",
-    ),
-    Setting(
-        "RESILIENCE_VALIDATE_ON_STARTUP",
+    )
+    validate_on_startup: bool = setting(
         False,
         check_bool,
         "Run the startup checks in init_app and refuse to start when one fails.",
-    ),
-    Setting(
-        "RESILIENCE_STARTUP_RETRIES",
+    )
+    startup_retries: int = setting(
         5,
         check_number(minimum=1, integer=True),
         "Attempts, with exponential backoff, to reach each database and Redis at startup.",
-    ),
-    Setting(
-        "RESILIENCE_SHUTDOWN_TIMEOUT",
+    )
+    shutdown_timeout: float = setting(
         30,
         check_number(minimum=0.001),
         "Seconds a graceful shutdown (drain and cleanups) may take before it is forced.",
-    ),
-    Setting(
-        "RESILIENCE_HANDLE_SIGTERM",
+    )
+    handle_sigterm: bool = setting(
         True,
         check_bool,
         "Outside gunicorn, shut down gracefully on SIGTERM (drain, cleanups, exit 0) when"
         " nothing else handles it; never in TESTING.",
-    ),
-    Setting(
-        "RESILIENCE_FOLDERS",
+    )
+    folders: tuple[str, ...] = setting(
         (),
         check_str_list,
         "Extra folders the startup checks require to exist and be writable.",
-    ),
-    Setting(
-        "RESILIENCE_CIRCUIT_STORAGE_URI",
+    )
+    circuit_storage_uri: str | None = setting(
         None,
         check_storage_uri,
         "Redis that keeps circuit breaker state for every worker; None keeps it per process.",
-    ),
-    Setting(
-        "RESILIENCE_CIRCUIT_FAIL_MAX",
+    )
+    circuit_fail_max: int = setting(
         5,
         check_number(minimum=1, integer=True),
         "Consecutive failures that open a circuit breaker.",
-    ),
-    Setting(
-        "RESILIENCE_CIRCUIT_RESET_TIMEOUT",
+    )
+    circuit_reset_timeout: float = setting(
         60,
         check_number(),
         "Seconds an open circuit breaker waits before letting trial calls through.",
-    ),
-    Setting(
-        "RESILIENCE_RETRY_MAX_RETRIES",
+    )
+    retry_max_retries: int = setting(
         3,
         check_number(integer=True),
         "Retries after the first attempt for retry_on_failure.",
-    ),
-    Setting(
-        "RESILIENCE_RETRY_DELAY",
+    )
+    retry_delay: float = setting(
         1.0,
         check_number(),
         "Seconds before the first retry; each later wait is backoff times longer.",
-    ),
-    Setting(
-        "RESILIENCE_RETRY_MAX_DELAY",
+    )
+    retry_max_delay: float = setting(
         30.0,
         check_number(),
         "Upper bound, in seconds, of any one wait between retries.",
-    ),
-    Setting(
-        "RESILIENCE_BULKHEAD_MAX_CONCURRENT",
+    )
+    bulkhead_max_concurrent: int = setting(
         10,
         check_number(minimum=1, integer=True),
         "Concurrent calls a bulkhead lets through per process.",
-    ),
-    Setting(
-        "RESILIENCE_UPLOAD_MAX_SIZE",
+    )
+    upload_max_size: int = setting(
         10 * 1024 * 1024,
         check_size,
         "Largest upload a policy without max_size accepts: bytes or a size such as '10MB'.",
-    ),
-    Setting(
-        "RESILIENCE_UPLOAD_CATEGORIES",
+    )
+    upload_categories: tuple[str, ...] = setting(
         ("images", "documents"),
         check_str_list,
         "Upload categories a policy that names neither categories nor extensions accepts.",
-    ),
-    Setting(
-        "RESILIENCE_UPLOAD_FOLDER",
+    )
+    upload_folder: str | None = setting(
         None,
         check_optional_path,
         "Directory save_upload and send_upload use when given none; relative to the"
         " instance folder.",
-    ),
+    )
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f"RESILIENCE_{f.name.upper()}", _default(f), f.metadata["check"], f.metadata["doc"])
+    for f in fields(Settings)
 )
 
 # Keys that belong to Flask; the extension only replaces Flask's "no limit" default.
@@ -543,44 +531,30 @@ FLASK_LIMITS: Mapping[str, int] = {
 
 SETTING_NAMES = frozenset(setting.name for setting in SETTINGS)
 # Checked, so that a default reads the same as a configured value (a size in bytes, say).
-_DEFAULTS = MappingProxyType({s.name: s.check(s.name, s.default) for s in SETTINGS})
+DEFAULT_SETTINGS = Settings(
+    **{s.name.removeprefix("RESILIENCE_").lower(): s.check(s.name, s.default) for s in SETTINGS}
+)
 
 
-def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    """Read, default and check every ``RESILIENCE_*`` key of ``app.config``.
+def load_config(app: Flask) -> Settings:
+    """Read, default and check every ``RESILIENCE_*`` key of ``app.config``, once.
 
-    :param overrides: values given to the extension's constructor; they win over
-        ``app.config``, the way Flask-Limiter's constructor arguments do.
+    Defaults are written into ``app.config`` with ``setdefault``, the way Flask
+    extensions do, so the app sees the values in force.
     """
     _warn_unknown_keys(app.config)
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        if overrides and setting.name in overrides:
-            raw = overrides[setting.name]
-        else:
-            raw = app.config.setdefault(setting.name, setting.default)
-        values[setting.name] = setting.check(setting.name, raw)
-    if values["RESILIENCE_BODY_LIMITS"]:
+    values = {
+        setting.name: setting.check(
+            setting.name, app.config.setdefault(setting.name, setting.default)
+        )
+        for setting in SETTINGS
+    }
+    settings = Settings(
+        **{name.removeprefix("RESILIENCE_").lower(): v for name, v in values.items()}
+    )
+    if settings.body_limits:
         _apply_flask_limits(app.config)
-    return MappingProxyType(values)
-
-
-def current_state() -> _State | None:
-    """The extension's state for the current app, or ``None`` outside an app context
-    or in an app the extension was not set up on."""
-    if not has_app_context():
-        return None
-    return cast("_State | None", current_app.extensions.get("resilience"))
-
-
-def configured(key: str) -> Any:
-    """The current app's checked value of ``key``, or its default outside an app.
-
-    Decorators call this when they run, so that they work in plain service code
-    as well as in a request of an app that ``Resilience`` was set up on.
-    """
-    state = current_state()
-    return _DEFAULTS[key] if state is None else state.config[key]
+    return settings
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -25,7 +26,8 @@ from .errors import (
     RequestDeadlineExceeded,
     warn,
 )
-from .log import ExtensionLogger
+from .log import ExtensionLogger, hide_password
+from .state import ResilienceState, get_state
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -57,6 +59,26 @@ _LEGACY_KEYS = {
 }
 
 EngineOptions = dict[str, Any]
+
+
+@dataclass
+class Pools:
+    """The database part's state: the pool options in force for each bind key."""
+
+    options: dict[str | None, EngineOptions] = field(default_factory=dict)
+
+
+def init_app(app: Flask, state: ResilienceState) -> None:
+    """Harden the pools, roll back after database errors, survive a lost connection."""
+    db = state.db
+    if db is None:
+        return
+    settings = state.settings
+    pools = state.add(Pools(harden_pool(app, db) if settings.harden_pool else {}))
+    if settings.rollback_on_error:
+        rollback_on_error(app, db)
+    survive_lost_connection_at_teardown(app, db)
+    state.detail_providers["pools"] = lambda: pool_summary(db, pools.options)
 
 
 def harden_pool(app: Flask, db: SQLAlchemy) -> dict[str | None, EngineOptions]:
@@ -212,6 +234,24 @@ def _warn_legacy_keys(config: Mapping[str, Any]) -> None:
             )
 
 
+def pools_of(app: Flask) -> Pools:
+    """The pool options in force for ``app`` (none when it has no database)."""
+    return get_state(app).find(Pools) or Pools()
+
+
+def pool_summary(
+    db: SQLAlchemy, limits: Mapping[str | None, EngineOptions]
+) -> dict[str, dict[str, Any]]:
+    """:func:`pool_status` without the URLs, keyed ``default`` for the default bind:
+    what detailed health, the metrics and ``flask resilience status`` show."""
+    summary = {}
+    for bind, status in pool_status(db, limits).items():
+        status = dict(status)
+        status.pop("url", None)
+        summary["default" if bind is None else bind] = status
+    return summary
+
+
 def pool_status(
     db: SQLAlchemy, limits: Mapping[str | None, EngineOptions]
 ) -> dict[str | None, dict[str, Any]]:
@@ -220,7 +260,7 @@ def pool_status(
     for key, engine in db.engines.items():
         pool = engine.pool
         entry: dict[str, Any] = {
-            "url": engine.url.render_as_string(hide_password=True),
+            "url": hide_password(engine.url.render_as_string(hide_password=False)),
             "pool": type(pool).__name__,
             "size": None,
             "checked_out": None,
@@ -342,9 +382,7 @@ def classify_database_error(
 
 
 def _unavailable(detail: str) -> DatabaseUnavailable:
-    retry_after = str(
-        current_app.extensions["resilience"].config["RESILIENCE_DATABASE_RETRY_AFTER"]
-    )
+    retry_after = str(get_state(current_app).settings.database_retry_after)
     return DatabaseUnavailable(detail, headers={"Retry-After": retry_after})
 
 

@@ -28,10 +28,10 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import RequestDeadlineExceeded
 from .log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
+from .state import FinishHook, ResilienceState, find_state
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
-    from flask_sqlalchemy import SQLAlchemy
 
 logger = ExtensionLogger("deadlines")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,38 +108,39 @@ def _request_deadline() -> float | None:
     """The request's arrival plus its view's budget, or the app's; ``None`` for a
     request context that did not come through the app's WSGI entry."""
     started: float | None = request.environ.get(ENVIRON_STARTED)
-    state = current_app.extensions.get("resilience")
+    state = find_state()
     if started is None or state is None:  # or another app of the process, without the extension
         return None
     view = current_app.view_functions.get(request.endpoint or "")
-    default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
+    default = state.settings.request_timeout
     budget: float | None = getattr(view, "_resilience_timeout", default)
     return None if budget is None else started + budget
 
 
-def init_app(app: Flask, db: SQLAlchemy | None) -> None:
+def init_app(app: Flask, state: ResilienceState) -> None:
     # The deadline is worked out when a transaction begins, not in a hook run on
     # every request: most requests of most apps never need it.
+    db = state.db
     if db is not None and not event.contains(db.session, "after_begin", _limit_transaction):
         event.listen(db.session, "after_begin", _limit_transaction)
+    state.finish_hooks.append(overrun_logger(app, state.settings.request_timeout))
 
 
-def overrun_counter(app: Flask) -> Callable[[WSGIEnvironment, float], None]:
-    """Count and log the requests of ``app`` that finished after their deadline.
+def overrun_logger(app: Flask, default: float | None) -> FinishHook:
+    """Log the requests of ``app`` that finished after their deadline.
 
-    Called by the request middleware with the time each request took; the view's
-    own budget is looked up only for a request slower than every budget could be.
+    Called by the request middleware with the time each request took, once the
+    request's context is gone; the view's own budget is looked up only for a
+    request slower than every budget could be.
     """
-    state = app.extensions["resilience"]
-    default = state.config["RESILIENCE_REQUEST_TIMEOUT"]
+    log = logger.bound_to(app)
 
     def note_overrun(environ: WSGIEnvironment, elapsed: float) -> None:
         if elapsed < min(default or math.inf, _shortest_view_budget):
             return
         budget = _view_budget(app, environ, default)
         if budget is not None and elapsed > budget:
-            state.count_slow_request()
-            logger.warning(
+            log.warning(
                 "%s %s finished %.1f s after its deadline [request_id=%s]",
                 environ.get("REQUEST_METHOD"),
                 environ.get("PATH_INFO"),

@@ -1,37 +1,36 @@
-"""The ``Resilience`` extension: reads the configuration and wires every part."""
+"""The ``Resilience`` extension: reads the configuration and turns every part on.
+
+``init_app`` is the list of the capabilities, in the order they are set up; where
+each one's WSGI layer and request hooks run is declared in ``pipeline``.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Blueprint, Flask, current_app
 
 from . import (
-    access,
+    bulkheads,
     circuit,
     client_errors,
     database,
     deadlines,
+    guards,
     health,
-    hooks,
     lifecycle,
     limiting,
     log,
-    permissions,
+    pipeline,
     problems,
     retry,
-    sessions,
     shedding,
     startup,
     uploads,
 )
-from .bulkhead import Bulkhead, bulkhead_states
 from .config import load_config
-from .health.checks import HealthCheck
+from .state import DEFAULT_CLEANUP_TIMEOUT, EXTENSION_KEY, HealthCheck, ResilienceState, get_state
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter, RouteLimit
@@ -43,38 +42,6 @@ CheckFunction = TypeVar("CheckFunction", bound=Callable[[], Any])
 AlertCallback = TypeVar("AlertCallback", bound="Callable[[Alert], Any]")
 F = TypeVar("F", bound=Callable[..., object])
 V = TypeVar("V", bound=Callable[..., object] | Blueprint)
-
-
-@dataclass
-class _State:
-    """What the extension keeps for one app, as ``app.extensions["resilience"]``."""
-
-    extension: Resilience
-    config: Mapping[str, Any]
-    db: SQLAlchemy | None = None
-    pool_options: dict[str | None, database.EngineOptions] = field(default_factory=dict)
-    health: health.HealthState | None = None
-    # Set when a graceful shutdown begins: readiness then answers 503.
-    draining: threading.Event = field(default_factory=threading.Event)
-    # Other parts show their state in detailed health ("circuit_breakers", "rate_limit").
-    detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    breakers: dict[str, circuit.Breaker] = field(default_factory=dict)
-    circuit_link: circuit._RedisLink | None = None
-    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
-    slow_requests: int = 0
-    guards: access.GuardCallbacks = field(default_factory=access.GuardCallbacks)
-    # Whether the session checks run before each request (see sessions.py).
-    session_checks: bool = False
-    # The session timeouts' clock, in seconds; tests may set another.
-    time_source: Callable[[], float] = time.time
-    limiter: Limiter | None = None
-    lifecycle: lifecycle.Lifecycle = field(init=False)
-    hooks: hooks.RequestHooks = field(default_factory=hooks.RequestHooks)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count_slow_request(self) -> None:
-        with self._lock:
-            self.slow_requests += 1
 
 
 class Resilience:
@@ -94,8 +61,8 @@ class Resilience:
         by default the extension makes one keyed on the client's address.
     """
 
-    permission_denied = access.permission_denied
-    """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.access``)."""
+    access_refused = guards.access_refused
+    """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.guards``)."""
 
     def __init__(
         self,
@@ -107,7 +74,7 @@ class Resilience:
         self._db = db
         self._health_checks: dict[str, HealthCheck] = {}
         self._alert_callbacks: list[Callable[[Alert], Any]] = []
-        self._guards = access.GuardCallbacks()
+        self._guards = guards.GuardCallbacks()
         self._limiter = limiter or limiting.new_limiter()
         self._cleanups: list[lifecycle.Cleanup] = []
         if app is not None:
@@ -121,55 +88,38 @@ class Resilience:
         :raises ConfigurationError: a configuration value is wrong.
         :raises RuntimeError: the app already has a ``Resilience`` instance.
         """
-        if "resilience" in app.extensions:
+        if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "A 'Resilience' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
-        state = _State(
-            extension=self, config=load_config(app), db=db or self._db, guards=self._guards
+        settings = load_config(app)
+        # What may refuse the app comes before anything is changed on it.
+        guards.check_cookie_safety(app, settings)
+        uploads.init_app(app, settings)
+        state = ResilienceState(
+            settings,
+            db=db or self._db,
+            shared_health_checks=self._health_checks,
+            alert_callbacks=self._alert_callbacks,
         )
-        config = state.config
-        state.lifecycle = lifecycle.Lifecycle(
-            state.draining,
-            self._cleanups,
-            config["RESILIENCE_SHUTDOWN_TIMEOUT"],
-            lifecycle.logger.bound_to(app),
-        )
+        app.extensions[EXTENSION_KEY] = state
 
-        # The parts that may refuse the app come before anything is changed on it.
-        sessions.check_cookie_safety(app, config)
-        sessions.init_app(app, state)
-        if state.db is not None:
-            if config["RESILIENCE_HARDEN_POOL"]:
-                state.pool_options = database.harden_pool(app, state.db)
-            if config["RESILIENCE_ROLLBACK_ON_ERROR"]:
-                database.rollback_on_error(app, state.db)
-            database.survive_lost_connection_at_teardown(app, state.db)
-        uploads.init_app(app, config)
-        app.extensions["resilience"] = state
-
-        deadlines.init_app(app, state.db)
-        log.init_app(app, config, on_finish=deadlines.overrun_counter(app))
-        if config["RESILIENCE_ERROR_FORMAT"] != "off":
-            problems.init_app(app)
-        shedding.init_app(
-            app,
-            state.hooks,
-            config["RESILIENCE_MAX_QUEUE_TIME"],
-            config["RESILIENCE_HEALTH_URL_PREFIX"],
-        )
-        if config["RESILIENCE_CLIENT_ERRORS_URL"]:
-            client_errors.init_app(app, config["RESILIENCE_CLIENT_ERRORS_URL"])
+        database.init_app(app, state)
+        deadlines.init_app(app, state)
+        log.init_app(app, state)
+        problems.init_app(app, state)
+        shedding.init_app(app, state)
+        guards.init_app(app, state, self._guards)
+        client_errors.init_app(app, state)
         circuit.init_app(app, state)
-        retry.init_app(app, state)
-        limiting.trust_proxies(app, config["RESILIENCE_TRUSTED_PROXIES"])
+        bulkheads.init_app(app, state)
+        retry.track_uncommitted_writes()
         limiting.init_app(app, state, self._limiter)
-        lifecycle.init_app(app, state)
+        lifecycle.init_app(app, state, self._cleanups)
         health.init_app(app, state)
-        # Outermost of the extension's layers: the first request settles every hook.
-        hooks.install(app, state.hooks)
-        if config["RESILIENCE_VALIDATE_ON_STARTUP"]:
+        pipeline.build(app, state.path)
+        if settings.validate_on_startup:
             startup.validate(app)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
@@ -180,10 +130,10 @@ class Resilience:
         ``overflow``, ``checked_in`` (``None`` for pools that keep no count) and
         ``limits`` (the pool options in force). Needs an app context.
         """
-        state = _get_state()
+        state = get_state()
         if state.db is None:
             return {}
-        return database.pool_status(state.db, state.pool_options)
+        return database.pool_status(state.db, database.pools_of(current_app).options)
 
     def health_check(
         self, name: str, *, critical: bool = False, timeout: float | None = None
@@ -224,10 +174,7 @@ class Resilience:
     @property
     def monitor(self) -> Monitor:
         """The current app's background monitor (this process's)."""
-        state = _get_state()
-        if state.health is None:
-            raise RuntimeError("Health is off for this app: RESILIENCE_HEALTH_ENABLED is False.")
-        return state.health.monitor
+        return health.health_state().monitor
 
     # Callbacks of the guards, registered like Flask-Login's user_loader, before or
     # after init_app. Each returns the callback, so they work as decorators.
@@ -242,13 +189,15 @@ class Resilience:
         self._guards.session_validator = callback
         return callback
 
-    def user_loader(self, callback: F) -> F:
+    def current_user_loader(self, callback: F) -> F:
         """Register ``callback() -> user or None``: the user of the current request.
 
-        It wins over Flask-Login's ``current_user``. A user whose
-        ``is_authenticated`` is not ``True`` counts as anonymous.
+        It takes no argument, unlike Flask-Login's ``user_loader(user_id)``: it
+        finds the request's user itself (a token, a header), and wins over
+        Flask-Login's ``current_user``. A user whose ``is_authenticated`` is not
+        ``True`` counts as anonymous.
         """
-        self._guards.user_loader = callback
+        self._guards.current_user_loader = callback
         return callback
 
     def permission_loader(self, callback: F) -> F:
@@ -307,7 +256,7 @@ class Resilience:
         self,
         function: F | None = None,
         *,
-        timeout: float = lifecycle.DEFAULT_CLEANUP_TIMEOUT,
+        timeout: float = DEFAULT_CLEANUP_TIMEOUT,
         name: str | None = None,
     ) -> F | Callable[[F], F]:
         """Call ``function`` once at shutdown, within ``timeout`` seconds.
@@ -333,7 +282,7 @@ class Resilience:
         Returns when done, within ``RESILIENCE_SHUTDOWN_TIMEOUT``; a second call
         returns at once. Servers call this for you (SIGTERM, the gunicorn hooks).
         """
-        _get_state().lifecycle.shutdown()
+        lifecycle.lifecycle_of().shutdown()
 
     def has_permission(self, name: str) -> bool:
         """Whether the current request's user holds the permission ``name``.
@@ -341,11 +290,7 @@ class Resilience:
         Asks the ``permission_loader`` (once per request, like the guards); no user,
         no loader or a failing loader means no. Needs a request context.
         """
-        user = permissions.current_user()
-        if user is None:
-            return False
-        granted = permissions._granted("permission", user)
-        return granted is not None and name in granted
+        return guards.has_permission(name)
 
     def circuit_breakers(self) -> dict[str, dict[str, Any]]:
         """Every circuit breaker's state and counters, as the current app sees them.
@@ -356,7 +301,7 @@ class Resilience:
         ``"memory"`` when the state is per process, by configuration or because
         Redis is unreachable). Needs an app context.
         """
-        _get_state()
+        get_state()
         return circuit.breaker_states()
 
     def bulkheads(self) -> dict[str, dict[str, Any]]:
@@ -365,17 +310,5 @@ class Resilience:
         Keyed by bulkhead name; each entry has ``max_concurrent``, ``max_wait``,
         ``in_use`` and ``rejected``. Needs an app context.
         """
-        _get_state()
-        return bulkhead_states()
-
-
-def _get_state(app: Flask | None = None) -> _State:
-    app = app or current_app
-    try:
-        state: _State = app.extensions["resilience"]
-    except KeyError:
-        raise RuntimeError(
-            "The current Flask app is not registered with flask_resilience."
-            " Did you forget to call 'resilience.init_app(app)'?"
-        ) from None
-    return state
+        get_state()
+        return bulkheads.bulkhead_states()

@@ -39,16 +39,15 @@ from flask import Flask, has_request_context
 
 from . import server
 from .log import ExtensionLogger
+from .state import DEFAULT_CLEANUP_TIMEOUT, ResilienceState, get_state
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask_sqlalchemy import SQLAlchemy
 
-    from .extension import _State
 
 logger = ExtensionLogger("lifecycle")
 
-DEFAULT_CLEANUP_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.02
 _EXIT_GRACE = 5.0
 """Seconds the main thread gets to exit after the shutdown before the process is ended."""
@@ -183,18 +182,26 @@ class Lifecycle:
         return True
 
 
-def init_app(app: Flask, state: _State) -> None:
-    """Count the app's requests in flight and include it in the process's shutdown."""
-    app.wsgi_app = state.lifecycle.track_requests(app.wsgi_app)  # type: ignore[method-assign,assignment]
+def init_app(app: Flask, state: ResilienceState, shared: list[Cleanup]) -> None:
+    """Count the app's requests in flight and include it in the process's shutdown.
+
+    :param shared: the cleanups registered on the extension, shared by its apps.
+    """
+    settings = state.settings
+    lifecycle = state.add(
+        Lifecycle(state.draining, shared, settings.shutdown_timeout, logger.bound_to(app))
+    )
+    state.path.add_layer("in_flight", lifecycle.track_requests)
     if state.db is not None:
-        db = state.db
-        state.lifecycle.add_cleanup(partial(_dispose_engines, app, db), name="database pools")
-    if state.circuit_link is not None:
-        client = state.circuit_link.client
-        state.lifecycle.add_cleanup(client.close, name="circuit breaker Redis")
+        state.add_cleanup(partial(_dispose_engines, app, state.db), name="database pools")
+    for own in state.own_cleanups:
+        lifecycle.add_cleanup(own.function, timeout=own.timeout, name=own.name)
     # A test suite's process is not a server: SIGTERM must end it the way it always did.
-    handle_sigterm = state.config["RESILIENCE_HANDLE_SIGTERM"] and not app.testing
-    register(state.lifecycle, handle_sigterm=handle_sigterm)
+    register(lifecycle, handle_sigterm=settings.handle_sigterm and not app.testing)
+
+
+def lifecycle_of(app: Flask | None = None) -> Lifecycle:
+    return get_state(app).get(Lifecycle)
 
 
 def _dispose_engines(app: Flask, db: SQLAlchemy) -> None:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
@@ -37,10 +38,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import problems, server
 from .errors import RateLimited, warn
-from .log import ExtensionLogger
-
-if TYPE_CHECKING:
-    from .extension import _State
+from .log import ExtensionLogger, hide_password
+from .state import EXTENSION_KEY, HealthCheck, ResilienceState
 
 logger = ExtensionLogger("limiting")
 
@@ -66,19 +65,29 @@ def new_limiter() -> Limiter:
     return Limiter(client_address)
 
 
-def trust_proxies(app: Flask, count: int) -> None:
-    """Read the client's address and scheme from ``count`` trusted proxies' headers."""
+def trust_proxies(state: ResilienceState) -> None:
+    """Read the client's address and scheme from ``RESILIENCE_TRUSTED_PROXIES`` proxies' headers."""
+    count = state.settings.trusted_proxies
     if count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
+        state.path.add_layer("proxies", partial(ProxyFix, x_for=count, x_proto=count))
 
 
-def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
+@dataclass
+class Limits:
+    """The rate-limit part's state for one app: the limiter doing the counting."""
+
+    limiter: Limiter
+
+
+def init_app(app: Flask, state: ResilienceState, limiter: Limiter) -> None:
     """Fill in the fail-open defaults, initialise ``limiter`` and report on its storage.
 
     Flask-Limiter's check moves from the end of the app's ``before_request``
-    functions to the extension's gate (see ``hooks``): before the app's own hooks,
-    whichever was set up first, so that a request answered 429 runs none of them.
+    functions to the extension's gate (see ``pipeline``): before the app's own
+    hooks, whichever was set up first, so that a request answered 429 runs none
+    of them.
     """
+    trust_proxies(state)
     if limiter in app.extensions.get("limiter", ()):
         warn(
             "The Limiter was initialised on this app before flask_resilience, which could"
@@ -95,38 +104,38 @@ def init_app(app: Flask, state: _State, limiter: Limiter) -> None:
         before = list(app.before_request_funcs.get(None, ()))
         limiter.init_app(app)
         _move_to_gate(app, state, before)
-    state.limiter = limiter
+    state.add(Limits(limiter))
     if not limiter.enabled:
         return
-    health_prefix = app.config.get("RESILIENCE_HEALTH_URL_PREFIX", "/health")
-    limiter.request_filter(partial(_is_under, health_prefix.rstrip("/")))
+    limiter.request_filter(partial(_is_under, state.settings.health_url_prefix.rstrip("/")))
     problem = shared_memory_problem(limiter.storage, server.worker_count())
-    if problem and not state.config["RESILIENCE_VALIDATE_ON_STARTUP"]:  # else the checks say it
+    if problem and not state.settings.validate_on_startup:  # else the checks say it
         warn(problem)
     # A storage_uri given to the Limiter's constructor wins over the config, as in Flask-Limiter.
     uri = getattr(limiter, "_storage_uri", None) or app.config[ConfigVars.STORAGE_URI]
-    state.detail_providers["rate_limit"] = partial(storage_status, limiter, display_uri(uri))
-    state.lifecycle.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
-    _register_health_check(state, limiter)
+    state.detail_providers["rate_limit"] = partial(storage_status, limiter, hide_password(uri))
+    state.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
+    # Not critical: limits fail open, so a storage that is down must not take the
+    # app out of the load balancer. It warns while the limiter counts in memory.
+    state.health_checks["rate_limit_storage"] = HealthCheck(
+        "rate_limit_storage", partial(storage_health, limiter), critical=False, timeout=2.0
+    )
 
 
-def _move_to_gate(app: Flask, state: _State, before: list[Callable[[], Any]]) -> None:
+def limiter_of(app: Flask) -> Limiter | None:
+    """The limiter of ``app``, ``None`` for an app without the extension."""
+    state = app.extensions.get(EXTENSION_KEY)
+    part = state.find(Limits) if isinstance(state, ResilienceState) else None
+    return part.limiter if part is not None else None
+
+
+def _move_to_gate(app: Flask, state: ResilienceState, before: list[Callable[[], Any]]) -> None:
     """Take the hooks ``limiter.init_app`` just added and run them in the gate instead."""
     functions = app.before_request_funcs.get(None, [])
     added = [function for function in functions if function not in before]
     app.before_request_funcs[None] = [function for function in functions if function in before]
-    state.hooks.gates = [*state.hooks.gates, *added]
-
-
-def _register_health_check(state: _State, limiter: Limiter) -> None:
-    """A non-critical check of the storage: it warns while the limiter runs on its fallback."""
-
-    def rate_limit_storage() -> str:
-        return storage_health(limiter)
-
-    state.extension.health_check("rate_limit_storage", critical=False, timeout=2.0)(
-        rate_limit_storage
-    )
+    for gate in added:
+        state.path.add_gate(gate)
 
 
 def fill_defaults(config: dict[str, Any]) -> None:
@@ -233,17 +242,6 @@ def storage_health(limiter: Limiter) -> str:
     A warning and never a failure: requests keep being served, limited per process.
     """
     return "pass" if storage_status(limiter)["status"] == "ok" else "warn"
-
-
-def display_uri(uri: str) -> str:
-    """``uri`` without its password."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def close_storage(limiter: Limiter) -> None:

@@ -22,12 +22,15 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .state import ResilienceState
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -101,6 +104,9 @@ class ExtensionLogger:
 
 
 logger = ExtensionLogger()
+# Outside any app (a decorator in a job), the app that runs the code decides where
+# the records go, as with any library.
+logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 ENVIRON_REQUEST_ID = "flask_resilience.request_id"
 ENVIRON_STARTED = "flask_resilience.started"
@@ -213,16 +219,34 @@ def current_request_id() -> str | None:
     return request_state().request_id if has_request_context() else None
 
 
-def init_app(app: Flask, config: Mapping[str, Any], on_finish: FinishHook | None = None) -> None:
-    app.wsgi_app = RequestMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, config["RESILIENCE_REQUEST_ID_HEADER"], on_finish
+def init_app(app: Flask, state: ResilienceState) -> None:
+    settings = state.settings
+    # Built with the other layers, once every part has added its finish hook.
+    state.path.add_layer(
+        "request_id",
+        lambda wsgi_app: RequestMiddleware(
+            wsgi_app, settings.request_id_header, _call_all(state.finish_hooks)
+        ),
     )
-    if config["RESILIENCE_LOG_CONTEXT"]:
+    if settings.log_context:
         install_record_context()
     _log_each_exception_once(app)
     tag_sentry_events()
-    if config["RESILIENCE_LOG_JSON"]:
+    if settings.log_json:
         use_json_logs(app)
+
+
+def _call_all(hooks: list[FinishHook]) -> FinishHook | None:
+    """One call for every hook; the hook itself when there is one, as there usually is."""
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+    hooks = list(hooks)
+
+    def call_all(environ: WSGIEnvironment, elapsed: float) -> None:
+        for hook in hooks:
+            hook(environ, elapsed)
+
+    return call_all
 
 
 _sentry_tagged = False
@@ -413,6 +437,20 @@ def _parsed_fields() -> Mapping[str, Any]:
         return dict(form.items())
     body = getattr(request, "_cached_json", (None, None))[0]
     return body if isinstance(body, Mapping) else {}
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***``: for logs, health and
+    the command line. Any URL with a network location: SQLAlchemy's, Redis's."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL at all (a bad port, say): nothing to hide in it
+        return url
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def scrub(values: Mapping[str, Any]) -> dict[str, Any]:

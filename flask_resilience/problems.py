@@ -32,6 +32,7 @@ from werkzeug.sansio.response import Response as ResponseBase
 from . import log
 from .database import classify_database_error
 from .errors import ProblemError
+from .state import ResilienceState, get_state
 
 PROBLEM_JSON = "application/problem+json"
 _NO_BODY_HEADERS = frozenset({"content-type", "content-length"})
@@ -47,8 +48,10 @@ h1{{font-size:1.5rem}} small{{color:#666}}
 """
 
 
-def init_app(app: Flask) -> None:
-    fall_back_on_problems(app)
+def init_app(app: Flask, state: ResilienceState) -> None:
+    """Answer the errors the app has no handler for, unless ``RESILIENCE_ERROR_FORMAT`` is off."""
+    if state.settings.error_format != "off":
+        fall_back_on_problems(app)
 
 
 def fall_back_on_problems(app: Flask) -> None:
@@ -160,10 +163,11 @@ def _log_message(error: HTTPException, original: BaseException | None) -> str:
 
 def _wants_html() -> bool:
     """Browsers get a page; API clients, and anything under an API prefix, get JSON."""
-    forced = current_app.extensions["resilience"].config["RESILIENCE_ERROR_FORMAT"]
+    settings = get_state(current_app).settings
+    forced = settings.error_format
     if forced != "auto":
         return bool(forced == "html")
-    prefixes = current_app.extensions["resilience"].config["RESILIENCE_API_PREFIXES"]
+    prefixes = settings.api_prefixes
     if any(request.path.startswith(prefix) for prefix in prefixes):
         return False
     best = request.accept_mimetypes.best_match([PROBLEM_JSON, "application/json", "text/html"])

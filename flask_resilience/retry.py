@@ -20,19 +20,16 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import sqlalchemy as sa
 import tenacity
-from flask import Flask, current_app, has_app_context
+from flask import current_app, has_app_context
 from sqlalchemy import orm
 from werkzeug.exceptions import HTTPException
 
-from .config import configured
 from .log import ExtensionLogger
-
-if TYPE_CHECKING:
-    from .extension import _State
+from .state import current_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,11 +95,9 @@ def retry_on_failure(
         def options() -> dict[str, Any]:
             retries = max_retries
             if retries is None:
-                retries = configured("RESILIENCE_RETRY_MAX_RETRIES")
-            first = delay if delay is not None else configured("RESILIENCE_RETRY_DELAY")
-            longest = (
-                max_delay if max_delay is not None else configured("RESILIENCE_RETRY_MAX_DELAY")
-            )
+                retries = current_settings().retry_max_retries
+            first = delay if delay is not None else current_settings().retry_delay
+            longest = max_delay if max_delay is not None else current_settings().retry_max_delay
             key = (retries, first, longest)
             found = built.get(key)
             if found is None:
@@ -211,8 +206,8 @@ def _forget_flush(session: orm.Session, transaction: orm.SessionTransaction) -> 
         session.info.pop(_FLUSHED, None)
 
 
-def init_app(app: Flask, state: _State) -> None:
-    """Track flushes on every ORM session, once per process."""
+def track_uncommitted_writes() -> None:
+    """Track flushes on every ORM session, once per process (see the module's docstring)."""
     if not sa.event.contains(orm.Session, "after_flush", _note_flush):
         sa.event.listen(orm.Session, "after_flush", _note_flush)
         sa.event.listen(orm.Session, "after_transaction_end", _forget_flush)

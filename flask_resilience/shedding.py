@@ -23,8 +23,9 @@ from typing import NoReturn
 from flask import Flask, request
 from werkzeug.exceptions import ServiceUnavailable
 
-from . import hooks
 from .errors import ProblemError
+from .pipeline import Refusal
+from .state import ResilienceState
 
 HEADER = "X-Request-Start"
 RETRY_AFTER = 1
@@ -56,20 +57,19 @@ def arrival_time(header: str) -> float | None:
     return None  # pragma: no cover  (the last threshold is 0)
 
 
-def init_app(
-    app: Flask, request_hooks: hooks.RequestHooks, max_queue_time: float | None, health_prefix: str
-) -> None:
+def init_app(app: Flask, state: ResilienceState) -> None:
     """Refuse requests that queued longer than ``max_queue_time``; nothing when None.
 
     The first look of the request decides, before the session checks or anything
     else costs time; the gate answers, once the hooks of other extensions (a
     tracing span) have seen the request.
     """
+    max_queue_time = state.settings.max_queue_time
     if max_queue_time is None:
         return
-    exempt = health_prefix.rstrip("/") + "/"
+    exempt = state.settings.health_url_prefix.rstrip("/") + "/"
 
-    def shed_stale_request() -> hooks.Refusal | None:
+    def shed_stale_request() -> Refusal | None:
         stamp = request.headers.get(HEADER)
         if stamp is None or request.path.startswith(exempt):
             return None
@@ -90,4 +90,4 @@ def init_app(
 
         return refuse
 
-    hooks.add_look(app, request_hooks, shed_stale_request, first=True)
+    state.path.add_look(app, shed_stale_request, first=True)

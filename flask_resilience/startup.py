@@ -27,9 +27,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from sqlalchemy.pool import NullPool
 
-from . import limiting, server, sessions
+from . import limiting, server
 from .errors import StartupCheckFailed
-from .log import ExtensionLogger
+from .guards import cookies
+from .log import ExtensionLogger, hide_password
+from .state import get_state
 
 logger = ExtensionLogger("startup")
 
@@ -74,9 +76,12 @@ def run_checks(
     :param unreachable: the status of a database or Redis that cannot be reached.
     """
     config = app.config
-    attempts = retries or int(config.get("RESILIENCE_STARTUP_RETRIES", 5))
+    settings = get_state(app).settings
+    attempts = retries or settings.startup_retries
     results = [check_python(), *check_packages(), check_libmagic()]
-    results += [check_folder(key, path) for key, path in configured_folders(config)]
+    results += [
+        check_folder(key, path) for key, path in configured_folders(config, settings.folders)
+    ]
     results += [
         check_reachable(
             f"database {name}",
@@ -92,7 +97,7 @@ def run_checks(
         check_reachable(f"redis {key}", url, partial_ping(url), attempts, sleep, unreachable)
         for key, url in redis_urls(config)
     ]
-    results += [check_secret_key(config), *check_cookies(config)]
+    results += check_session_settings(config)
     results.append(check_rate_limits(app))
     results.append(check_rate_limit_storage(app, workers or server.worker_count()))
     return results
@@ -199,7 +204,9 @@ def check_libmagic() -> CheckResult:
     return CheckResult("libmagic", "pass", f"identifies a PDF as {found}")
 
 
-def configured_folders(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+def configured_folders(
+    config: Mapping[str, Any], extra: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
     """Folders the app says it writes to: ``*_FOLDER`` keys, ``SESSION_FILE_DIR``, ours."""
     folders = [
         (key, os.fspath(value))
@@ -207,7 +214,6 @@ def configured_folders(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         if (key.endswith("_FOLDER") or key == "SESSION_FILE_DIR")
         and isinstance(value, (str, os.PathLike))
     ]
-    extra = config.get("RESILIENCE_FOLDERS") or ()
     folders += [(f"RESILIENCE_FOLDERS[{index}]", path) for index, path in enumerate(extra)]
     return folders
 
@@ -336,7 +342,7 @@ def check_reachable(
     unreachable: Status = "fail",
 ) -> CheckResult:
     """Try ``attempt`` up to ``attempts`` times, waiting 0.5 s, 1 s, 2 s ... in between."""
-    shown = _hide_password(url)
+    shown = hide_password(url)
     error: Exception | None = None
     for number, delay in zip(range(1, attempts + 1), _backoff(), strict=False):
         try:
@@ -361,37 +367,25 @@ def _backoff() -> Iterator[float]:
         delay = min(delay * 2, _MAX_BACKOFF)
 
 
-def _hide_password(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads (a Redis URL, say)
-        return limiting.display_uri(url)
-
-
-def check_secret_key(config: Mapping[str, Any]) -> CheckResult:
-    """``SECRET_KEY`` set and hard to guess; a failure outside debug, a warning in it."""
-    problem = sessions.secret_key_problem(config.get("SECRET_KEY"))
-    if problem is None:
-        return CheckResult("SECRET_KEY", "pass", "set and hard to guess")
-    if config.get("DEBUG"):
-        return CheckResult("SECRET_KEY", "warn", f"{problem} (accepted in debug only)")
-    return CheckResult("SECRET_KEY", "fail", problem)
-
-
-def check_cookies(config: Mapping[str, Any]) -> list[CheckResult]:
-    """Cookie settings that leak sessions in production; warnings, skipped in debug and tests."""
-    if not sessions.cookies_checked(config):
-        return [CheckResult("cookies", "pass", "not checked in debug or testing")]
-    problems = sessions.cookie_flag_problems(config)
-    if not problems:
-        return [CheckResult("cookies", "pass", "secure, HTTP-only, SameSite")]
-    return [CheckResult("cookies", "warn", problem) for problem in problems]
+def check_session_settings(config: Mapping[str, Any]) -> list[CheckResult]:
+    """``SECRET_KEY`` and the cookie flags, by the guards' one audit and its severities."""
+    if not cookies.audited(config):
+        return [
+            CheckResult("SECRET_KEY", "pass", "not checked in debug or testing"),
+            CheckResult("cookies", "pass", "not checked in debug or testing"),
+        ]
+    findings = cookies.audit(config)
+    results = [CheckResult(f.name, f.severity, f.text) for f in findings]
+    if not any(f.name == "SECRET_KEY" for f in findings):
+        results.insert(0, CheckResult("SECRET_KEY", "pass", "set and hard to guess"))
+    if not any(f.name == "cookies" for f in findings):
+        results.append(CheckResult("cookies", "pass", "secure, HTTP-only, SameSite"))
+    return results
 
 
 def check_rate_limits(app: Flask) -> CheckResult:
     """Advice when rate limiting is on but nothing is limited app-wide."""
-    state = app.extensions.get("resilience")
-    limiter = getattr(state, "limiter", None)
+    limiter = limiting.limiter_of(app)
     if limiter is None or not limiter.enabled:
         return CheckResult("rate limits", "pass", "rate limiting is off")
     configured = limiting.configured_limits(app.config)
@@ -406,8 +400,7 @@ def check_rate_limits(app: Flask) -> CheckResult:
 
 
 def check_rate_limit_storage(app: Flask, workers: int) -> CheckResult:
-    state = app.extensions.get("resilience")
-    limiter = getattr(state, "limiter", None)
+    limiter = limiting.limiter_of(app)
     if limiter is None or not limiter.enabled:
         return CheckResult("rate limit storage", "pass", "rate limiting is off")
     problem = limiting.shared_memory_problem(limiter.storage, workers)

@@ -20,7 +20,7 @@ API = {"Accept": "application/json"}
 
 
 class Clock:
-    """A time source the test moves by hand: ``state.time_source = clock``."""
+    """A time source the test moves by hand: ``guard_state(app).time_source = clock``."""
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.now = now
@@ -57,7 +57,7 @@ def make_app(**config: Any) -> tuple[Flask, Resilience]:
     app.config.update(config)
     resilience = Resilience(app)
 
-    @resilience.user_loader
+    @resilience.current_user_loader
     def load_user() -> User | None:
         uid = session.get("uid")
         return USERS.get(uid) if isinstance(uid, int) else None

@@ -13,6 +13,8 @@ from typing import Any
 from flask import Flask, abort
 
 from flask_resilience import Resilience
+from flask_resilience.health import HealthState
+from flask_resilience.state import get_state
 
 TOKEN = "test-token-1234567890"
 CREATED: list[Flask] = []
@@ -22,9 +24,9 @@ def stop_monitors() -> None:
     """Stop the monitor thread of every app made so far in this process."""
     while CREATED:
         app = CREATED.pop()
-        state = app.extensions["resilience"]
-        if state.health is not None:
-            state.health.monitor.stop()
+        health = get_state(app).find(HealthState)
+        if health is not None:
+            health.monitor.stop()
 
 
 def create_app(**config: Any) -> Flask:

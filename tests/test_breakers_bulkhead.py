@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 from flask import request
 
-from flask_resilience import BulkheadFull, Resilience, bulkhead
+from flask_resilience import BulkheadFull, bulkhead
+from flask_resilience.bulkheads import bulkhead_states
 
 from .breakers_helpers import make_app, unique
 
@@ -104,9 +105,8 @@ def test_a_full_bulkhead_answers_503_with_retry_after_in_a_view() -> None:
         assert response.headers.getlist("Retry-After") == ["1"]
         assert response.get_json()["detail"].startswith("The server is busy")
         assert name not in response.get_data(as_text=True)
-        resilience: Resilience = app.extensions["resilience"].extension
         with app.app_context():
-            assert resilience.bulkheads()[name] == {
+            assert bulkhead_states()[name] == {
                 "max_concurrent": 1,
                 "max_wait": 0,
                 "in_use": 1,

@@ -85,7 +85,7 @@ def test_good_values_are_accepted() -> None:
         RESILIENCE_RETRY_DELAY=0,
         RESILIENCE_CIRCUIT_RESET_TIMEOUT=0.5,
     )
-    assert app.extensions["resilience"].config["RESILIENCE_RETRY_DELAY"] == 0
+    assert app.extensions["resilience"].settings.retry_delay == 0
 
 
 def test_every_key_has_a_row_in_the_configuration_docs() -> None:

@@ -16,6 +16,8 @@ from flask import Flask
 
 from flask_resilience import CircuitOpen, circuit_breaker
 from flask_resilience import circuit as circuit_module
+from flask_resilience.circuit import Breakers, breaker_states
+from flask_resilience.state import get_state
 
 from .breakers_helpers import Flaky, make_app, unique
 from .servers import RedisServer
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.redis
 
 def breakers(app: Flask) -> dict[str, dict[str, Any]]:
     with app.app_context():
-        return app.extensions["resilience"].extension.circuit_breakers()  # type: ignore[no-any-return]
+        return breaker_states()
 
 
 def call_in(app: Flask, func: Callable[..., Any], *args: Any) -> Any:
@@ -251,7 +253,8 @@ def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url:
 
 def test_commands_failing_together_count_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
     app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI="redis://127.0.0.1:1/0")
-    link = app.extensions["resilience"].circuit_link
+    link = get_state(app).get(Breakers).link
+    assert link is not None
     caplog.set_level(logging.WARNING)
     errors = [OSError("refused") for _ in range(3)]
     threads = [threading.Thread(target=link.failed, args=(error,)) for error in errors]

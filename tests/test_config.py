@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 import flask_resilience
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
 from flask_resilience.config import SETTINGS
+from flask_resilience.state import ResilienceState
 from tests.apps import production_app as make_app
 
 PACKAGE_DIR = Path(flask_resilience.__file__).parent
@@ -43,7 +44,7 @@ def test_init_app_later_registers_the_extension_with_its_db(tmp_path: Path) -> N
     resilience.init_app(app, db=db)
 
     state = app.extensions["resilience"]
-    assert state.extension is resilience
+    assert isinstance(state, ResilienceState)
     assert state.db is db
 
 
@@ -51,10 +52,10 @@ def test_constructor_with_an_app_registers_the_extension_with_its_db(tmp_path: P
     app = make_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
     db = SQLAlchemy(app)
 
-    resilience = Resilience(app, db=db)
+    Resilience(app, db=db)
 
     state = app.extensions["resilience"]
-    assert state.extension is resilience
+    assert isinstance(state, ResilienceState)
     assert state.db is db
 
 
@@ -75,9 +76,9 @@ def test_one_instance_serves_two_apps(tmp_path: Path) -> None:
 
     first_state, second_state = first.extensions["resilience"], second.extensions["resilience"]
     assert first_state is not second_state
-    assert first_state.extension is second_state.extension is resilience
-    assert first_state.config["RESILIENCE_DATABASE_RETRY_AFTER"] == 1
-    assert second_state.config["RESILIENCE_DATABASE_RETRY_AFTER"] == 9
+    assert first_state.shared_health_checks is second_state.shared_health_checks
+    assert first_state.settings.database_retry_after == 1
+    assert second_state.settings.database_retry_after == 9
     for app, name in ((first, "first.db"), (second, "second.db")):
         with app.app_context():
             assert resilience.pool_status()[None]["url"].endswith(name)
@@ -139,10 +140,12 @@ def test_every_key_gets_its_default_and_the_defaults_pass_their_checks() -> None
 
     Resilience(app)
 
-    config = app.extensions["resilience"].config
+    settings = app.extensions["resilience"].settings
     for setting in SETTINGS:
         assert app.config[setting.name] == setting.default
-        assert config[setting.name] == setting.default
+        assert getattr(settings, setting.name.removeprefix("RESILIENCE_").lower()) == (
+            setting.default
+        )
 
 
 def test_keys_set_to_their_defaults_raise_no_warning() -> None:
@@ -211,7 +214,10 @@ def test_a_good_value_is_kept(key: str, value: Any, expected: Any) -> None:
 
     Resilience(app)
 
-    assert app.extensions["resilience"].config[key] == expected
+    assert (
+        getattr(app.extensions["resilience"].settings, key.removeprefix("RESILIENCE_").lower())
+        == expected
+    )
 
 
 @pytest.mark.parametrize(

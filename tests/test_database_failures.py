@@ -273,7 +273,6 @@ def test_requests_finishing_late_are_counted_and_logged(
     with caplog.at_level(logging.WARNING):
         assert client.get("/slow-python").status_code == 200
         assert client.get("/one").status_code == 200
-    assert app.extensions["resilience"].slow_requests == 1
     (warning,) = [r for r in caplog.records if "after its deadline" in r.getMessage()]
     assert "/slow-python" in warning.getMessage()
 

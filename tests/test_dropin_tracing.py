@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from flask_resilience import Resilience
-from flask_resilience.sessions import SEEN, STARTED
+from flask_resilience.guards.session_interface import SEEN, STARTED
 from tests.servers import free_port
 
 INSTRUMENTED_FIRST = "instrumented-first"

@@ -64,7 +64,7 @@ def db_app(url: str, from_database: set[str]) -> tuple[Flask, SQLAlchemy]:
             return True
         return bool(ask("SELECT id FROM users WHERE id = :id", id=sess.get("uid")))
 
-    @resilience.user_loader
+    @resilience.current_user_loader
     def load_user() -> int | None:
         uid = session.get("uid")
         if "user" not in from_database:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +15,12 @@ from flask_resilience import (
     ConfigurationError,
     PermissionDenied,
     Resilience,
-    login_required,
+    authentication_required,
     org_access_required,
-    permission_denied,
     permission_required,
     role_required,
 )
+from flask_resilience.guards import access_refused, guard_state
 from tests.guards_helpers import API, BROWSER, SECRET, USERS, User, log_in, make_app, problem
 
 GUARDS_LOGGER = "flask_resilience.guards"
@@ -79,7 +80,7 @@ def guarded_app(**config: Any) -> tuple[Flask, Resilience]:
         return "report"
 
     @app.get("/api/me")
-    @login_required
+    @authentication_required
     def me() -> str:
         return "me"
 
@@ -98,9 +99,9 @@ def denials() -> Iterator[list[dict[str, Any]]]:
     def receive(sender: Flask, **details: Any) -> None:
         received.append(details)
 
-    permission_denied.connect(receive)
+    access_refused.connect(receive)
     yield received
-    permission_denied.disconnect(receive)
+    access_refused.disconnect(receive)
 
 
 def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -166,7 +167,7 @@ def test_next_never_points_to_another_host() -> None:
     app, _ = guarded_app(RESILIENCE_LOGIN_VIEW="login")
 
     @app.get("/<path:anything>")
-    @login_required
+    @authentication_required
     def catch_all(anything: str) -> str:
         return anything
 
@@ -187,7 +188,7 @@ def test_a_guarded_login_view_answers_401_instead_of_redirecting_to_itself() -> 
     app, _ = make_app(RESILIENCE_LOGIN_VIEW="signin")
 
     @app.get("/signin")
-    @login_required
+    @authentication_required
     def signin() -> str:
         return "signin"
 
@@ -196,7 +197,7 @@ def test_a_guarded_login_view_answers_401_instead_of_redirecting_to_itself() -> 
 
 def test_user_that_is_not_authenticated_is_anonymous() -> None:
     app, resilience = guarded_app()
-    resilience.user_loader(lambda: User(9, {"documents:write"}, is_authenticated=False))
+    resilience.current_user_loader(lambda: User(9, {"documents:write"}, is_authenticated=False))
     assert app.test_client().get("/api/docs").status_code == 401
 
 
@@ -319,8 +320,8 @@ def test_permission_loader_answer_of_the_wrong_type_denies(
 
 
 def test_permission_loader_may_answer_any_iterable(app: Flask) -> None:
-    app.extensions["resilience"].extension.permission_loader(
-        lambda user: (name for name in ["documents:write"])
+    guard_state(app).callbacks.permission_loader = lambda user: (
+        name for name in ["documents:write"]
     )
     client = app.test_client()
     log_in(client, 2)
@@ -344,7 +345,7 @@ def test_missing_loader_denies_and_says_so(caplog: pytest.LogCaptureFixture) -> 
 def test_user_loader_that_raises_is_anonymous_not_500(caplog: pytest.LogCaptureFixture) -> None:
     app, resilience = guarded_app()
 
-    @resilience.user_loader
+    @resilience.current_user_loader
     def broken() -> User:
         raise AttributeError("'NoneType' object has no attribute 'id'")
 
@@ -363,7 +364,7 @@ def test_loaders_run_once_per_request() -> None:
         calls.append("permissions")
         return user.permissions
 
-    @resilience.user_loader
+    @resilience.current_user_loader
     def load_user() -> User:
         calls.append("user")
         return USERS[1]
@@ -497,17 +498,17 @@ def test_a_failing_receiver_does_not_change_the_answer(
     def broken_audit(sender: Flask, **details: Any) -> None:
         raise RuntimeError("audit log is full")
 
-    permission_denied.connect(broken_audit)
+    access_refused.connect(broken_audit)
     try:
         with caplog.at_level(logging.ERROR):
             assert app.test_client().get("/api/docs").status_code == 401
     finally:
-        permission_denied.disconnect(broken_audit)
-    assert "permission_denied receiver failed" in errors_logged(caplog)[0].getMessage()
+        access_refused.disconnect(broken_audit)
+    assert "access_refused receiver failed" in errors_logged(caplog)[0].getMessage()
 
 
 def test_the_signal_is_reachable_from_the_extension() -> None:
-    assert Resilience.permission_denied is permission_denied
+    assert Resilience.access_refused is access_refused
 
 
 # -- Flask-Login ----------------------------------------------------------------------------------
@@ -565,10 +566,8 @@ def test_flask_login_login_view_is_used_for_browsers() -> None:
 
 def test_resilience_login_view_wins_over_flask_login() -> None:
     app = flask_login_app()
-    app.extensions["resilience"].config = {
-        **app.extensions["resilience"].config,
-        "RESILIENCE_LOGIN_VIEW": "/elsewhere",
-    }
+    guards = guard_state(app)
+    guards.settings = dataclasses.replace(guards.settings, login_view="/elsewhere")
     response = app.test_client().get("/docs", headers=BROWSER)
     assert response.headers["Location"] == "/elsewhere?next=%2Fdocs"
 
@@ -597,8 +596,9 @@ def test_flask_login_user_loader_that_raises_is_anonymous(
 
 def test_the_extensions_user_loader_wins_over_flask_login() -> None:
     app = flask_login_app()
-    resilience: Resilience = app.extensions["resilience"].extension
-    resilience.user_loader(lambda: LOGIN_USERS["7"] if session.get("token") else None)
+    guard_state(app).callbacks.current_user_loader = lambda: (
+        LOGIN_USERS["7"] if session.get("token") else None
+    )
     client = app.test_client()
     client.get("/signin/8")
     assert client.get("/docs").status_code == 401
@@ -624,7 +624,7 @@ def test_without_flask_login_and_user_loader_everyone_is_anonymous() -> None:
 
 def test_loaders_registered_before_init_app_serve_every_app() -> None:
     resilience = Resilience()
-    resilience.user_loader(lambda: USERS[1])
+    resilience.current_user_loader(lambda: USERS[1])
     resilience.permission_loader(lambda user: user.permissions)
     apps = [Flask("one"), Flask("two")]
     for each in apps:

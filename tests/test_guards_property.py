@@ -17,6 +17,7 @@ from flask_resilience import (
     permission_required,
     session_required,
 )
+from flask_resilience.guards import guard_state
 from tests.guards_helpers import API, BROWSER, SECRET, USERS, Clock, User, raw_signed_cookie
 
 NEEDED = "documents:write"
@@ -95,7 +96,7 @@ def guarded_app() -> Flask:
         RATELIMIT_ENABLED=False,  # one app answers every example: far over 100 a minute
     )
     resilience = Resilience(app)
-    resilience.user_loader(lambda: Loaders.user.produce())
+    resilience.current_user_loader(lambda: Loaders.user.produce())
     resilience.permission_loader(lambda user: Loaders.permissions.produce())
     resilience.org_access_loader(lambda user, org_id: Loaders.org.produce())
 
@@ -179,12 +180,12 @@ def session_app(checked: bool) -> Flask:
             RESILIENCE_SESSION_ABSOLUTE_TIMEOUT=3600,
         )
     resilience = Resilience(app)
-    resilience.user_loader(lambda: USERS.get(session.get("uid")))  # type: ignore[arg-type]
+    resilience.current_user_loader(lambda: USERS.get(session.get("uid")))  # type: ignore[arg-type]
     resilience.permission_loader(lambda user: user.permissions)
     if checked:
         resilience.session_validator(lambda sess: sess.get("x") != "forged")
     clock = Clock(1_700_000_000)
-    app.extensions["resilience"].time_source = clock
+    guard_state(app).time_source = clock
 
     @app.get("/login")
     def login() -> str:

@@ -13,15 +13,10 @@ import pytest
 from flask import Blueprint, Flask, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from flask_resilience import ConfigurationError, Resilience, ResilienceWarning, sessions
+from flask_resilience import ConfigurationError, Resilience, ResilienceWarning, session_required
 from flask_resilience.config import SETTING_NAMES
-from flask_resilience.sessions import (
-    SEEN,
-    STARTED,
-    GuardedSessionInterface,
-    rotate_session,
-    session_required,
-)
+from flask_resilience.guards import guard_state, rotate_session, session_checks
+from flask_resilience.guards.session_interface import SEEN, STARTED, GuardedSessionInterface
 from tests.guards_helpers import (
     BROWSER,
     SECRET,
@@ -43,7 +38,7 @@ class LoginUser(flask_login.UserMixin):  # type: ignore[misc]
 
 
 def flask_login_app() -> tuple[Flask, flask_login.LoginManager]:
-    """An app whose users come from Flask-Login (the extension has no user_loader)."""
+    """An app whose users come from Flask-Login (the extension has no current_user_loader)."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY=SECRET, TESTING=True)
     Resilience(app)
@@ -209,19 +204,19 @@ def test_an_interface_installed_after_init_is_guarded_from_the_next_request(
 
 
 def extension_hooks(app: Flask) -> list[str]:
-    """What the extension's first look runs before each request (see flask_resilience.hooks).
+    """What the extension's first look runs before each request (see flask_resilience.pipeline).
 
     Once a request has been served, the first look is also checked to be the app's
     first before_request function, whenever it has something to run.
     """
-    hooks = app.extensions["resilience"].hooks
+    hooks = app.extensions["resilience"].path
     if hooks.settled and hooks.looks:
         assert app.before_request_funcs[None][0] == hooks.first_look
     return [look.__qualname__ for look in hooks.looks]
 
 
 def test_an_app_without_session_settings_runs_no_hook_of_the_extension() -> None:
-    """A Flask hook costs several microseconds a request; sessions nobody checks need none."""
+    """A Flask hook costs several microseconds a request; session_checks nobody checks need none."""
     app, _ = make_app()  # a user loader and guards, but no schema, timeouts or validator
     assert extension_hooks(app) == []
     client = app.test_client()
@@ -290,11 +285,11 @@ def test_installing_the_checks_twice_leaves_one(caplog: pytest.LogCaptureFixture
     app, _ = make_app()
     state = app.extensions["resilience"]
     for _ in range(2):
-        sessions._install_checks(app, state)
+        session_checks._install_checks(app, state, guard_state(app))
     assert extension_hooks(app) == ["check_session"]
     wrapper = app.session_interface
     with caplog.at_level(logging.INFO):
-        sessions._guard_replaced_interface(app, state)
+        session_checks._guard_replaced_interface(app, guard_state(app))
     assert app.session_interface is wrapper
     assert guarded_records(caplog) == []
 
@@ -384,9 +379,10 @@ def test_validator_clears_a_user_already_loaded_by_flask_login() -> None:
     """A validator may look at current_user; the cleared session must not keep that user."""
     app, _ = flask_login_app()
 
-    @app.extensions["resilience"].extension.session_validator
     def only_staff(sess: SessionMixin) -> bool:
         return bool(flask_login.current_user.is_authenticated and sess.get("staff"))
+
+    guard_state(app).callbacks.session_validator = only_staff
 
     @app.get("/api/me")
     def me() -> dict[str, Any]:
@@ -408,7 +404,7 @@ def test_validator_clears_a_user_already_loaded_by_flask_login() -> None:
 def timed_app(**config: Any) -> tuple[Flask, Clock]:
     app, _ = make_app(RESILIENCE_LOGIN_VIEW="login", **config)
     clock = Clock()
-    app.extensions["resilience"].time_source = clock
+    guard_state(app).time_source = clock
 
     @app.get("/start")
     def start() -> str:
@@ -555,7 +551,7 @@ def test_the_clock_is_the_state_time_source() -> None:
 
 def test_rotation_drops_old_keys_and_keeps_what_is_asked() -> None:
     app, _ = timed_app(RESILIENCE_SESSION_IDLE_TIMEOUT=600)
-    clock: Clock = app.extensions["resilience"].time_source
+    clock: Clock = guard_state(app).time_source
 
     @app.post("/login")
     def do_login() -> str:

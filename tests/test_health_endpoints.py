@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_resilience import ConfigurationError, Resilience
-from flask_resilience.health import HealthResult
+from flask_resilience.health import HealthResult, health_state
 from flask_resilience.health.checks import scrub
 from flask_resilience.health.system import cgroup_memory, memory_usage
 from tests.health_apps import TOKEN, create_app
@@ -124,7 +124,7 @@ def test_failing_critical_check_fails_and_other_failures_warn(
 
     outcome["critical"] = False
     # The pass is cached for the TTL; clear it as the TTL would.
-    app.extensions["resilience"].health.runner.clear()
+    health_state(app).runner.clear()
     response = client.get("/health")
     assert response.status_code == 503
     assert response.headers["Cache-Control"] == "max-age=0"
@@ -212,7 +212,7 @@ def test_a_stuck_check_is_run_again_once_it_finished(app: Flask, client: FlaskCl
 
     assert client.get("/health/ready").status_code == 503
     release.set()
-    runner = app.extensions["resilience"].health.runner
+    runner = health_state(app).runner
     assert wait_until(lambda: runner.running() == [], 2)
     # It finished late, counted as a fail; the next probe runs it again.
     assert client.get("/health/ready").status_code == 200
@@ -382,7 +382,7 @@ def test_the_guards_permission_loader_opens_them(app: Flask, client: FlaskClient
     extension = resilience(app)
     grants = {"ops": {"resilience:health"}, "guest": {"reports:read"}}
 
-    @extension.user_loader
+    @extension.current_user_loader
     def load_user() -> str | None:
         return request.headers.get("X-User")
 
@@ -483,7 +483,7 @@ def test_thresholds_merge_over_the_defaults() -> None:
     app = Flask(__name__)
     app.config["RESILIENCE_ALERT_THRESHOLDS"] = {"cpu_usage": 50}
     Resilience(app)
-    limits = app.extensions["resilience"].config["RESILIENCE_ALERT_THRESHOLDS"]
+    limits = app.extensions["resilience"].settings.alert_thresholds
     assert limits["cpu_usage"] == 50
     assert limits["memory_usage"] == 85
 

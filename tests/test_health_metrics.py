@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flask_resilience.health.builtin import level_status, redis_checks, redis_urls
+from flask_resilience.health.builtin import level_status, redis_checks
 from flask_resilience.health.metrics import Metrics, _breaker_states, mark_process_dead
 from flask_resilience.health.stats import RequestLog, RequestStats
 from tests.health_apps import TOKEN, create_app
@@ -126,23 +126,19 @@ def test_multiprocess_mode_reads_the_shared_folder(
     mark_process_dead(os.getpid())
 
 
-def test_level_status_and_redis_urls() -> None:
+def test_level_status_and_redis_checks() -> None:
     assert [level_status(v, 80, 0.1) for v in (10, 72, 80, 99)] == [
         "pass",
         "warn",
         "fail",
         "fail",
     ]
-    config = {
-        "RATELIMIT_STORAGE_URI": "redis://a:6379/0",
-        "RESILIENCE_MONITOR_REDIS_URL": "redis://a:6379/0",
-    }
-    assert redis_urls(config) == {"ratelimit": "redis://a:6379/0"}
-    config["RESILIENCE_MONITOR_REDIS_URL"] = "redis://b:6379/0"
-    assert set(redis_urls(config)) == {"ratelimit", "monitor"}
-    assert redis_urls({"RATELIMIT_STORAGE_URI": "memory://"}) == {}
-    names = [check.name for check in redis_checks(config, 1.0)]
-    assert names == ["redis.ratelimit:responseTime", "redis.monitor:responseTime"]
+    # Only the monitor switch's Redis is a critical check; the rate limiter's storage
+    # has its own, never critical: limits fail open.
+    assert [(c.name, c.critical) for c in redis_checks("redis://b:6379/0", 1.0)] == [
+        ("redis:responseTime", True)
+    ]
+    assert redis_checks(None, 1.0) == []
 
 
 def test_open_circuit_breakers_show_in_detailed_health_and_metrics(tmp_path: Path) -> None:

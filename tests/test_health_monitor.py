@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from flask_resilience import Resilience
-from flask_resilience.health import Alert, Sample, alert_raised
+from flask_resilience.health import Alert, Sample, alert_raised, health_state
 from flask_resilience.health.monitor import FileSwitch, Monitor, RedisSwitch, Thresholds
 from tests.health_apps import TOKEN, create_app
 from tests.health_helpers import free_port, stop_monitors, wait_until
@@ -376,7 +376,7 @@ def test_requests_never_move_the_monitors_cpu_baseline(tmp_path: Path) -> None:
     app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_INTERVAL=0.1)
     client = app.test_client()
     client.get("/")
-    health = app.extensions["resilience"].health
+    health = health_state(app)
     assert wait_until(lambda: bool(health.last_sample), 5)
     health.monitor.stop()
     baseline = health.cpu._last_system
@@ -395,7 +395,7 @@ def test_an_app_nobody_holds_takes_its_monitor_thread_with_it(tmp_path: Path) ->
     app.config["RESILIENCE_MONITOR_INTERVAL"] = 0.05
     Resilience(app)
     app.test_client().get("/")
-    thread = app.extensions["resilience"].health.monitor._thread
+    thread = health_state(app).monitor._thread
     assert thread is not None
     assert thread.is_alive()
     del app

@@ -20,6 +20,8 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, lifecycle
+from flask_resilience.circuit import Breakers
+from flask_resilience.state import get_state
 from tests.servers import free_port, port_is_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +86,7 @@ def test_shared_cleanups_run_once_across_apps(make_app: Callable[..., Flask]) ->
     for app in apps:
         resilience.init_app(app)
     for app in apps:
-        app.extensions["resilience"].lifecycle.shutdown()
+        lifecycle.lifecycle_of(app).shutdown()
     assert ran == ["shared"]
 
 
@@ -94,7 +96,7 @@ def test_the_deadline_bounds_the_whole_shutdown(make_app: Callable[..., Flask]) 
     app = make_app(RESILIENCE_SHUTDOWN_TIMEOUT=0.5)
     resilience.init_app(app)
     started = time.monotonic()
-    app.extensions["resilience"].lifecycle.shutdown()
+    lifecycle.lifecycle_of(app).shutdown()
     assert time.monotonic() - started < 1.5
 
 
@@ -106,7 +108,7 @@ def test_a_cleanup_with_no_time_left_is_skipped(
     resilience.register_cleanup(lambda: ran.append("late"))
     app = make_app()
     resilience.init_app(app)
-    app.extensions["resilience"].lifecycle.shutdown(deadline=time.monotonic() - 1)
+    lifecycle.lifecycle_of(app).shutdown(deadline=time.monotonic() - 1)
     assert ran == []
     assert "skipped" in caplog.text
 
@@ -149,7 +151,7 @@ def test_shutdown_waits_for_requests_in_flight(served: tuple[Flask, Resilience, 
     app, resilience, base = served
     with ThreadPoolExecutor(3) as pool:
         requests = [pool.submit(_get, f"{base}/slow") for _ in range(3)]
-        lifecycle_ = app.extensions["resilience"].lifecycle
+        lifecycle_ = lifecycle.lifecycle_of(app)
         assert wait_until(lambda: lifecycle_.in_flight == 3, 5)
         with app.app_context():
             resilience.shutdown()
@@ -405,7 +407,7 @@ def test_requests_still_in_flight_at_the_deadline_are_logged(
     try:
         with ThreadPoolExecutor(1) as pool:
             request = pool.submit(_get, f"http://127.0.0.1:{server.server_port}/stuck")
-            lifecycle_ = app.extensions["resilience"].lifecycle
+            lifecycle_ = lifecycle.lifecycle_of(app)
             assert wait_until(lambda: lifecycle_.in_flight == 1, 5)
             started = time.monotonic()
             lifecycle_.shutdown()
@@ -427,7 +429,9 @@ def test_shutdown_closes_the_circuit_breakers_redis_client(
     app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url, RATELIMIT_ENABLED=False)
     resilience = Resilience(app)
     before = len(observer.client_list())
-    app.extensions["resilience"].circuit_link.client.ping()
+    link = get_state(app).get(Breakers).link
+    assert link is not None
+    link.client.ping()
     assert len(observer.client_list()) == before + 1
     with app.app_context():
         resilience.shutdown()

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from flask_limiter import Limiter, RateLimitExceeded
 
 from flask_resilience import Resilience, ResilienceWarning, limiting, server
+from flask_resilience.log import hide_password
 from tests.servers import RedisServer, wait_until
 
 
@@ -199,7 +200,7 @@ def test_a_limiter_initialised_first_is_used_with_a_warning(
     limiter = Limiter(limiting.client_address, app=app)
     with pytest.warns(ResilienceWarning, match="initialised on this app before"):
         Resilience(app, limiter=limiter)
-    assert app.extensions["resilience"].limiter is limiter
+    assert limiting.limiter_of(app) is limiter
 
 
 def test_rate_limiting_can_be_turned_off(make_app: Callable[..., Flask]) -> None:
@@ -234,10 +235,14 @@ def test_redis_storage_gets_short_timeouts_unless_set() -> None:
     assert "RATELIMIT_STORAGE_OPTIONS" not in config
 
 
-def test_display_uri_hides_the_password() -> None:
-    assert limiting.display_uri("redis://:s3cret@cache:6380/1") == "redis://:***@cache:6380/1"
-    assert limiting.display_uri("redis://user:pw@cache/0") == "redis://user:***@cache/0"
-    assert limiting.display_uri("memory://") == "memory://"
+def test_hide_password_hides_the_password() -> None:
+    assert hide_password("redis://:s3cret@cache:6380/1") == "redis://:***@cache:6380/1"
+    assert hide_password("redis://user:pw@cache/0") == "redis://user:***@cache/0"
+    assert hide_password("memory://") == "memory://"
+    assert hide_password("postgresql+psycopg://app:p%40ss@db:5432/app") == (
+        "postgresql+psycopg://app:***@db:5432/app"
+    )
+    assert hide_password("not a url:99999999") == "not a url:99999999"
 
 
 @pytest.mark.redis
@@ -272,7 +277,7 @@ def test_a_redis_outage_fails_no_request_and_limits_return_with_redis(
     report = status()
     assert report["status"] == "degraded"
     assert report["reachable"] is False
-    assert limiting.storage_health(app.extensions["resilience"].limiter) == "warn"
+    assert limiting.storage_health(limiting.limiter_of(app)) == "warn"
 
     redis.restart()
     # Flask-Limiter looks at the storage again with exponential backoff.
@@ -282,7 +287,7 @@ def test_a_redis_outage_fails_no_request_and_limits_return_with_redis(
         20,
         interval=0.5,
     ), status()
-    assert limiting.storage_health(app.extensions["resilience"].limiter) == "pass"
+    assert limiting.storage_health(limiting.limiter_of(app)) == "pass"
     # Enforced through Redis again: another instance sees this one's count.
     another = limited_app(
         make_app, RATELIMIT_STORAGE_URI=redis.url, RATELIMIT_DEFAULT="5 per minute"
@@ -366,22 +371,11 @@ def test_a_blueprint_can_be_exempt(make_app: Callable[..., Flask]) -> None:
 
 
 def test_the_storage_is_a_non_critical_health_check(make_app: Callable[..., Flask]) -> None:
-    registered: dict[str, Any] = {}
-
-    class WithHealthChecks(Resilience):
-        def health_check(
-            self, name: str, *, critical: bool, timeout: float
-        ) -> Callable[[Callable[[], str]], Callable[[], str]]:
-            def register(check: Callable[[], str]) -> Callable[[], str]:
-                registered[name] = (check, critical)
-                return check
-
-            return register
-
-    limited_app(make_app, WithHealthChecks())
-    check, critical = registered["rate_limit_storage"]
-    assert critical is False
-    assert check() == "pass"
+    app, _ = limited_app(make_app)
+    check = app.extensions["resilience"].health_checks["rate_limit_storage"]
+    assert check.critical is False
+    assert check.func() == "pass"
+    # The app's own, not the extension's: another app of the instance has its own.
 
 
 @pytest.mark.redis

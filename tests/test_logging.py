@@ -10,7 +10,8 @@ import pytest
 from flask import Flask, current_app, request
 from flask_login import LoginManager, UserMixin, login_user
 
-from flask_resilience import JsonFormatter, Resilience, current_request_id
+from flask_resilience import Resilience
+from flask_resilience.log import JsonFormatter, current_request_id
 
 
 class User(UserMixin):

@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, ResilienceWarning, StartupCheckFailed, startup
 from flask_resilience.cli import resilience_group
+from flask_resilience.state import HealthCheck
 from tests.servers import PostgresServer, free_port, port_is_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +160,23 @@ def test_warnings_never_fail_the_check(make_app: Callable[..., Flask]) -> None:
     ],
 )
 def test_secret_key_strength(key: Any, status: str) -> None:
-    assert startup.check_secret_key({"SECRET_KEY": key}).status == status
+    checked = by_check_name(startup.check_session_settings({"SECRET_KEY": key, **SAFE_FLAGS}))
+    assert checked["SECRET_KEY"].status == status
 
 
-def test_secret_key_and_cookies_in_debug_are_only_warned_about() -> None:
-    assert startup.check_secret_key({"SECRET_KEY": "dev", "DEBUG": True}).status == "warn"
-    assert [r.status for r in startup.check_cookies({"DEBUG": True})] == ["pass"]
+SAFE_FLAGS = {"SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_SAMESITE": "Lax"}
+
+
+def by_check_name(results: list[startup.CheckResult]) -> dict[str, startup.CheckResult]:
+    return {result.name: result for result in results}
+
+
+@pytest.mark.parametrize("setup", ["DEBUG", "TESTING"])
+def test_session_settings_are_not_audited_in_debug_or_testing(setup: str) -> None:
+    """One policy with init_app, which gives no advice in debug or testing either."""
+    results = startup.check_session_settings({"SECRET_KEY": "dev", setup: True})
+    assert [(r.name, r.status) for r in results] == [("SECRET_KEY", "pass"), ("cookies", "pass")]
+    assert all(r.detail == "not checked in debug or testing" for r in results)
 
 
 def test_folders_must_exist_and_be_writable(make_app: Callable[..., Flask], tmp_path: Path) -> None:
@@ -393,7 +405,9 @@ def test_status_without_a_health_endpoint_prints_the_extensions_sections(
 
 def test_status_prints_the_detailed_health(serving: tuple[Flask, str]) -> None:
     app, url = serving
-    app.extensions["resilience"].extension.health_check("broken", critical=True)(lambda: False)
+    app.extensions["resilience"].health_checks["broken"] = HealthCheck(
+        "broken", lambda: False, critical=True
+    )
 
     in_process = run(app, "status")
     assert in_process.exit_code == 1

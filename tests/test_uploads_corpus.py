@@ -144,12 +144,12 @@ def test_corpus(client: FlaskClient, app: Flask, tmp_path: Path, case: Case) -> 
 
 @pytest.mark.parametrize("case", [c for c in CORPUS if c.safe_name], ids=lambda c: c.id)
 def test_corpus_safe_names(app: Flask, case: Case) -> None:
-    from flask_resilience import validate_upload
+    from flask_resilience.uploads import check_upload
     from tests.uploads_helpers import upload
 
     route_categories = {"/api/images": "images", "/api/documents": "documents"}
     with app.app_context():
-        check = validate_upload(
+        check = check_upload(
             upload(case.content, case.filename),
             allowed_categories=[route_categories.get(case.route, "text")],
         )

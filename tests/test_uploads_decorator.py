@@ -10,12 +10,12 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from flask_resilience import (
+from flask_resilience import validate_uploads
+from flask_resilience.uploads import (
     UploadInvalid,
     UploadTooLarge,
     UploadTypeNotAllowed,
-    validate_uploads,
-    validated_uploads,
+    upload_checks,
 )
 from tests.uploads_helpers import HTML, MULTIPART, jpeg, make_app, multipart, pdf, png, post
 
@@ -80,9 +80,9 @@ def test_the_view_gets_the_checks(tmp_path: Path) -> None:
     @validate_uploads("photos", "scan", extensions=["png", "jpg", "pdf"], max_size=4096)
     def view(kind: str) -> str:
         seen["kind"] = kind
-        seen["photos"] = validated_uploads("photos")
-        seen["scan"] = validated_uploads("scan")
-        seen["other"] = validated_uploads("other")
+        seen["photos"] = upload_checks("photos")
+        seen["scan"] = upload_checks("scan")
+        seen["other"] = upload_checks("other")
         return "ok"
 
     body = multipart(
@@ -97,7 +97,7 @@ def test_the_view_gets_the_checks(tmp_path: Path) -> None:
     assert [check.info.safe_name for check in seen["scan"]] == ["s.pdf"]
     assert seen["other"] == []
     with app.test_request_context():
-        assert validated_uploads("photos") == []
+        assert upload_checks("photos") == []
 
 
 def test_refusals_raise_problem_errors_an_app_can_handle(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_wrong_options_fail_when_the_view_is_decorated() -> None:
 
 
 def test_a_policy_object_can_be_shared(tmp_path: Path) -> None:
-    from flask_resilience import UploadPolicy
+    from flask_resilience.uploads import UploadPolicy
 
     policy = UploadPolicy(allowed_extensions=["pdf"], max_size="1KB")
     app = Flask(__name__, instance_path=str(tmp_path))
@@ -195,7 +195,7 @@ def test_async_views_are_checked_and_run(tmp_path: Path) -> None:
     @app.post("/async")
     @validate_uploads("file", extensions=["png"])
     async def view() -> str:
-        return validated_uploads("file")[0].info.safe_name  # type: ignore[union-attr]
+        return upload_checks("file")[0].info.safe_name  # type: ignore[union-attr]
 
     client = app.test_client()
     assert post(client, "/async", multipart([("file", "a b.png", png())])).data == b"a_b.png"

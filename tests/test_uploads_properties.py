@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flask_resilience import UploadPolicy, save_upload, validate_upload
+from flask_resilience.uploads import UploadPolicy, check_upload, save_upload
 from flask_resilience.uploads.categories import CATEGORIES, SERVER_SIDE_EXTENSIONS
 from flask_resilience.uploads.filenames import CleanName, clean_filename
 from tests.uploads_helpers import CSV, HTML, PHP, SVG, TEXT, gif, jpeg, ooxml, pdf, png, upload
@@ -50,7 +50,7 @@ anything = st.tuples(st.one_of(names, st.tuples(names, extensions).map(".".join)
 @given(sent=st.one_of(matching, anything))
 def test_the_validator_never_raises_and_stores_inside_the_folder(sent: tuple[str, bytes]) -> None:
     name, content = sent
-    check = validate_upload(upload(content, name), policy=POLICY)
+    check = check_upload(upload(content, name), policy=POLICY)
     assert check.ok == (check.info is not None) == (check.error is None)
     if check.error is not None:
         assert check.error.status in {400, 413, 415}

@@ -13,17 +13,17 @@ import pytest
 from flask import Flask
 from werkzeug.exceptions import NotFound
 
-from flask_resilience import (
+from flask_resilience import Resilience
+from flask_resilience.uploads import (
     InsufficientStorage,
-    Resilience,
+    UploadCheck,
     UploadNotStored,
     UploadStorageFull,
     UploadTypeNotAllowed,
+    check_upload,
     save_upload,
     send_upload,
-    validate_upload,
 )
-from flask_resilience.uploads import UploadCheck
 from tests.uploads_helpers import HTML, MULTIPART, make_app, multipart, pdf, png, upload
 
 
@@ -34,7 +34,7 @@ def files_in(folder: Path) -> list[str]:
 def test_save_writes_every_byte_under_the_generated_name(tmp_path: Path) -> None:
     data = png() + bytes(2 * 1024 * 1024)
     file = upload(data, "holiday.png")
-    check = validate_upload(file, allowed_categories=["images"], max_size="4MB")
+    check = check_upload(file, allowed_categories=["images"], max_size="4MB")
     assert check.info is not None
     path = save_upload(check, tmp_path / "new" / "folder")
     assert path == (tmp_path / "new" / "folder" / check.info.storage_name).resolve()
@@ -60,19 +60,19 @@ def test_save_uses_the_check_made_in_the_request(tmp_path: Path) -> None:
         from flask import request
 
         file = request.files["file"]
-        check = validate_upload(file, allowed_extensions=["png"])
+        check = check_upload(file, allowed_extensions=["png"])
         assert check.info is not None
         assert save_upload(file).name == check.info.storage_name
         assert (tmp_path / "uploads" / check.info.storage_name).exists()
 
-        refused = validate_upload(file, allowed_extensions=["jpg"])
+        refused = check_upload(file, allowed_extensions=["jpg"])
         assert not refused.ok
         with pytest.raises(UploadTypeNotAllowed):
             save_upload(file)  # the last check of this file refused it
 
 
 def test_save_never_overwrites(tmp_path: Path) -> None:
-    check = validate_upload(upload(png(), "a.png"), allowed_categories=["images"])
+    check = check_upload(upload(png(), "a.png"), allowed_categories=["images"])
     assert check.info is not None
     taken = replace(check, info=replace(check.info, storage_name="taken.png"))
     (tmp_path / "taken.png").write_bytes(b"precious")
@@ -88,7 +88,7 @@ def test_save_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
-    check = validate_upload(upload(png(), "a.png"), allowed_categories=["images"])
+    check = check_upload(upload(png(), "a.png"), allowed_categories=["images"])
     assert check.info is not None
     (tmp_path / "taken.png").write_bytes(b"precious")
     taken = replace(check, info=replace(check.info, storage_name="taken.png"))
@@ -102,7 +102,7 @@ def test_when_every_name_is_taken_nothing_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("flask_resilience.uploads.storage.generated_name", lambda ext: "taken.png")
-    check = validate_upload(upload(png(), "a.png"), allowed_categories=["images"])
+    check = check_upload(upload(png(), "a.png"), allowed_categories=["images"])
     assert check.info is not None
     (tmp_path / "taken.png").write_bytes(b"precious")
     with pytest.raises(UploadNotStored):
@@ -185,7 +185,7 @@ def test_without_a_folder_save_says_what_to_set(tmp_path: Path) -> None:
 
 
 def test_a_check_without_a_file_cannot_be_saved(tmp_path: Path) -> None:
-    check = validate_upload(upload(pdf(), "a.pdf"))
+    check = check_upload(upload(pdf(), "a.pdf"))
     with pytest.raises(ValueError, match="no file"):
         save_upload(UploadCheck(None, info=check.info), tmp_path)
 

@@ -1,4 +1,4 @@
-"""validate_upload, UploadPolicy and the seed's validate_uploaded_file_comprehensive."""
+"""check_upload, UploadPolicy and the seed's validate_uploaded_file_comprehensive."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ import pytest
 from flask import Flask
 from werkzeug.datastructures import FileStorage
 
-from flask_resilience import (
-    ConfigurationError,
-    Resilience,
+from flask_resilience import ConfigurationError, Resilience
+from flask_resilience.uploads import (
+    CATEGORIES,
+    EXTENSION_TYPES,
     UploadPolicy,
-    validate_upload,
+    check_upload,
+    sniffing,
     validate_uploaded_file_comprehensive,
 )
-from flask_resilience.uploads import CATEGORIES, EXTENSION_TYPES, sniffing
 from flask_resilience.uploads.validation import format_size
 from tests.uploads_helpers import (
     CSV,
@@ -104,7 +105,7 @@ GOOD = {
 
 @pytest.mark.parametrize("extension", GOOD)
 def test_each_category_accepts_its_own_files(extension: str) -> None:
-    check = validate_upload(upload(GOOD[extension], f"file.{extension}"), allowed_categories=ALL)
+    check = check_upload(upload(GOOD[extension], f"file.{extension}"), allowed_categories=ALL)
     assert check.ok, check.error
     assert check.info is not None
     assert check.info.mime_type in EXTENSION_TYPES[extension]
@@ -118,7 +119,7 @@ def test_each_category_accepts_its_own_files(extension: str) -> None:
 def test_office_documents_are_known_from_the_head(kind: str, extra_parts: int) -> None:
     document = ooxml(kind, media=600 * 1024, extra_parts=extra_parts)
     assert len(document) > 8 * sniffing.HEAD_SIZE
-    check = validate_upload(upload(document, f"report.{kind}"), allowed_categories=ALL)
+    check = check_upload(upload(document, f"report.{kind}"), allowed_categories=ALL)
     assert check.info is not None, check.error
     assert check.info.mime_type == magic.from_buffer(document, mime=True)
     assert check.info.mime_type in EXTENSION_TYPES[kind]
@@ -130,7 +131,7 @@ def test_the_stream_is_rewound_and_the_file_is_read_only_at_both_ends() -> None:
         raw.truncate(50 * 1024 * 1024)  # sparse: 50 MB without writing them
         stream = CountingStream(raw)
         file = FileStorage(io.BufferedReader(stream, 4096), filename="huge.png")
-        check = validate_upload(file, allowed_categories=["images"], max_size="64MB")
+        check = check_upload(file, allowed_categories=["images"], max_size="64MB")
         assert check.info is not None, check.error
         assert check.info.size == 50 * 1024 * 1024
         assert stream.bytes_read <= 2 * sniffing.HEAD_SIZE + 8192
@@ -140,7 +141,7 @@ def test_the_stream_is_rewound_and_the_file_is_read_only_at_both_ends() -> None:
 def test_checksum_reads_the_whole_file_and_rewinds() -> None:
     data = png() + bytes(3 * 1024 * 1024)
     file = upload(data, "big.png")
-    check = validate_upload(file, allowed_categories=["images"], checksum=True)
+    check = check_upload(file, allowed_categories=["images"], checksum=True)
     assert check.info is not None
     assert check.info.sha256 == hashlib.sha256(data).hexdigest()
     assert file.stream.read() == data
@@ -148,14 +149,14 @@ def test_checksum_reads_the_whole_file_and_rewinds() -> None:
 
 def test_an_unseekable_stream_is_spooled_within_the_limit() -> None:
     file = FileStorage(io.BufferedReader(Unseekable(png())), filename="a.png")
-    check = validate_upload(file, allowed_categories=["images"])
+    check = check_upload(file, allowed_categories=["images"])
     assert check.info is not None
     assert check.info.size == len(png())
     assert file.stream.read() == png()
     file.stream.close()
 
     big = FileStorage(io.BufferedReader(Unseekable(png() + bytes(5000))), filename="a.png")
-    check = validate_upload(big, allowed_categories=["images"], max_size=1000)
+    check = check_upload(big, allowed_categories=["images"], max_size=1000)
     assert check.error is not None
     assert (check.error.code, check.error.status) == ("too_large", 413)
     big.stream.close()
@@ -164,23 +165,23 @@ def test_an_unseekable_stream_is_spooled_within_the_limit() -> None:
 def test_a_closed_stream_is_unreadable_not_an_exception() -> None:
     file = upload(png(), "a.png")
     file.stream.close()
-    check = validate_upload(file, allowed_categories=["images"])
+    check = check_upload(file, allowed_categories=["images"])
     assert check.error is not None
     assert (check.error.code, check.error.status) == ("unreadable", 400)
 
 
 def test_no_file_at_all() -> None:
-    check = validate_upload(None)
+    check = check_upload(None)
     assert check.error is not None
     assert (check.error.code, check.error.status) == ("missing", 400)
     assert not check.ok
 
 
 def test_min_size() -> None:
-    check = validate_upload(upload(png(), "a.png"), allowed_categories=["images"], min_size=1000)
+    check = check_upload(upload(png(), "a.png"), allowed_categories=["images"], min_size=1000)
     assert check.error is not None
     assert (check.error.code, check.error.status) == ("too_small", 400)
-    check = validate_upload(upload(b"", "a.png"), allowed_categories=["images"], min_size=0)
+    check = check_upload(upload(b"", "a.png"), allowed_categories=["images"], min_size=0)
     assert check.error is not None
     assert check.error.code == "type_not_allowed"  # libmagic: application/x-empty
 
@@ -188,18 +189,18 @@ def test_min_size() -> None:
 def test_active_content_can_be_allowed_explicitly() -> None:
     policy = UploadPolicy(allowed_extensions=["svg", "png"], allow_active_content=True)
     for data in (SVG, SVG_PROLOG):
-        check = validate_upload(upload(data, "logo.svg"), policy=policy)
+        check = check_upload(upload(data, "logo.svg"), policy=policy)
         assert check.info is not None, check.error
         assert (check.info.mime_type, check.info.category) == ("image/svg+xml", "active")
-    check = validate_upload(upload(png() + b"<script>", "logo.png"), policy=policy)
+    check = check_upload(upload(png() + b"<script>", "logo.png"), policy=policy)
     assert check.ok
-    check = validate_upload(upload(HTML, "logo.svg"), policy=policy)
+    check = check_upload(upload(HTML, "logo.svg"), policy=policy)
     assert check.error is not None
     assert check.error.code == "type_not_allowed"
 
 
 def test_a_type_of_an_allowed_category_under_another_extension_is_a_mismatch() -> None:
-    check = validate_upload(upload(gif(), "a.png"), allowed_categories=["images"])
+    check = check_upload(upload(gif(), "a.png"), allowed_categories=["images"])
     assert check.error is not None
     assert check.error.code == "content_mismatch"
     assert ".png" in check.error.message
@@ -211,7 +212,7 @@ def test_libmagic_failing_on_a_buffer_fails_closed(monkeypatch: pytest.MonkeyPat
             raise magic.MagicException("no match")
 
     monkeypatch.setattr(sniffing._local, "magic", Failing(), raising=False)
-    check = validate_upload(upload(png(), "a.png"), allowed_categories=["images"])
+    check = check_upload(upload(png(), "a.png"), allowed_categories=["images"])
     assert check.error is not None
     assert check.error.code == "type_not_allowed"
 
@@ -253,7 +254,7 @@ def test_a_policy_or_its_options_not_both() -> None:
     policy = UploadPolicy(allowed_categories=["images"])
     for options in ({"max_size": 10}, {"checksum": True}, {"allow_active_content": True}):
         with pytest.raises(TypeError, match="either a policy"):
-            validate_upload(upload(png(), "a.png"), policy=policy, **options)
+            check_upload(upload(png(), "a.png"), policy=policy, **options)
 
 
 def test_defaults_come_from_the_app_config(tmp_path: Path) -> None:
@@ -261,21 +262,21 @@ def test_defaults_come_from_the_app_config(tmp_path: Path) -> None:
     app.config.update(RESILIENCE_UPLOAD_CATEGORIES=["text"], RESILIENCE_UPLOAD_MAX_SIZE="1KB")
     Resilience(app)
     with app.app_context():
-        assert validate_upload(upload(TEXT, "notes.txt")).ok
-        check = validate_upload(upload(png(), "a.png"))
+        assert check_upload(upload(TEXT, "notes.txt")).ok
+        check = check_upload(upload(png(), "a.png"))
         assert check.error is not None
         assert check.error.code == "extension_not_allowed"
-        check = validate_upload(upload(TEXT * 100, "notes.txt"))
+        check = check_upload(upload(TEXT * 100, "notes.txt"))
         assert check.error is not None
         assert (check.error.code, check.error.message) == (
             "too_large",
             "The file is larger than 1.0 KB.",
         )
     # Outside an app, or in an app without the extension: the documented defaults.
-    assert validate_upload(upload(pdf(), "a.pdf")).ok
-    assert not validate_upload(upload(TEXT, "notes.txt")).ok
+    assert check_upload(upload(pdf(), "a.pdf")).ok
+    assert not check_upload(upload(TEXT, "notes.txt")).ok
     with Flask(__name__).app_context():
-        assert validate_upload(upload(png() + bytes(9 * 1024 * 1024), "a.png")).ok
+        assert check_upload(upload(png() + bytes(9 * 1024 * 1024), "a.png")).ok
 
 
 def test_format_size() -> None:
@@ -366,7 +367,10 @@ def test_upload_settings_are_read_once(key: str, value: Any, expected: Any) -> N
     app = Flask(__name__)
     app.config[key] = value
     Resilience(app)
-    assert app.extensions["resilience"].config[key] == expected
+    assert (
+        getattr(app.extensions["resilience"].settings, key.removeprefix("RESILIENCE_").lower())
+        == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -405,7 +409,7 @@ def test_threads_validating_different_types_at_once_all_get_the_right_answer() -
     def work(name: str, data: bytes, expected: Any) -> None:
         barrier.wait()
         for _ in range(100):
-            check = validate_upload(upload(data, name), allowed_categories=ALL)
+            check = check_upload(upload(data, name), allowed_categories=ALL)
             answer = check.info.mime_type if check.info else check.error and check.error.code
             if answer != expected and answer not in expected:
                 wrong.append(f"{name}: {answer}")

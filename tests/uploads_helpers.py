@@ -14,7 +14,8 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.datastructures import FileStorage
 
-from flask_resilience import Resilience, save_upload, send_upload, validate_uploads
+from flask_resilience import Resilience, validate_uploads
+from flask_resilience.uploads import save_upload, send_upload
 
 # --------------------------------------------------------------------------- files
 

@@ -18,9 +18,11 @@ import psutil
 from blinker import Namespace
 from flask import Flask
 
-from ..database import pool_status
+from ..config import Settings
+from ..pipeline import Layer
+from ..state import HealthCheck, ResilienceState, get_state
 from . import builtin
-from .checks import CheckRunner, HealthCheck, HealthResult, Outcome
+from .checks import CheckRunner, HealthResult, Outcome
 from .metrics import Metrics
 from .monitor import (
     Alert,
@@ -37,7 +39,7 @@ from .stats import Counted, RequestLog, RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
 
 if TYPE_CHECKING:
-    from ..extension import _State
+    from _typeshed.wsgi import WSGIApplication
 
 __all__ = ["Alert", "HealthCheck", "HealthResult", "Sample", "alert_raised", "init_app"]
 
@@ -86,24 +88,30 @@ class HealthState:
         return self.request_cpu.read()
 
 
-def init_app(app: Flask, state: _State) -> None:
-    config = state.config
-    if not config["RESILIENCE_HEALTH_ENABLED"]:
+def init_app(app: Flask, state: ResilienceState) -> None:
+    settings = state.settings
+    if not settings.health_enabled:
         return
     from .blueprint import blueprint
 
-    health = _build(app, state)
-    state.health = health
-    prefix = config["RESILIENCE_HEALTH_URL_PREFIX"]
+    health = state.add(_build(app, state))
+    prefix = settings.health_url_prefix
     app.register_blueprint(blueprint, url_prefix=prefix)
-    # The other parts' state, read through the extension's public methods.
-    state.detail_providers.setdefault("circuit_breakers", state.extension.circuit_breakers)
-    state.detail_providers.setdefault("bulkheads", state.extension.bulkheads)
-    if config["RESILIENCE_TRACEMALLOC"] and not tracemalloc.is_tracing():
+    if settings.tracemalloc and not tracemalloc.is_tracing():
         tracemalloc.start()
     shadowed: set[str] = set()
-    state.hooks.settle_callbacks.append(lambda: shadowed.update(_let_app_routes_win(app)))
-    _add_request_hooks(app, health, prefix, shadowed)
+    state.path.on_first_request(lambda: shadowed.update(_let_app_routes_win(app)))
+    state.path.add_layer("liveness", _timing_and_liveness(app, health, prefix, shadowed))
+
+
+def health_state(app: Flask | None = None) -> HealthState:
+    """The health part's state of ``app`` (the current app by default)."""
+    try:
+        return get_state(app).get(HealthState)
+    except LookupError:
+        raise RuntimeError(
+            "Health is off for this app: RESILIENCE_HEALTH_ENABLED is False."
+        ) from None
 
 
 def _let_app_routes_win(app: Flask) -> set[str]:
@@ -136,21 +144,21 @@ def _let_app_routes_win(app: Flask) -> set[str]:
     return handed_back
 
 
-def _build(app: Flask, state: _State) -> HealthState:
-    config = state.config
-    limits = config["RESILIENCE_ALERT_THRESHOLDS"]
-    margin = config["RESILIENCE_ALERT_WARNING_MARGIN"]
-    timeout = config["RESILIENCE_HEALTH_CHECK_TIMEOUT"]
+def _build(app: Flask, state: ResilienceState) -> HealthState:
+    settings = state.settings
+    limits = settings.alert_thresholds
+    margin = settings.alert_warning_margin
+    timeout = settings.health_check_timeout
     checks = [
         *builtin.database_checks(app, state.db),
-        *builtin.redis_checks(config, timeout),
+        *builtin.redis_checks(settings.monitor_redis_url, timeout),
         *builtin.disk_checks(app, limits["disk_usage"], margin),
         builtin.memory_check(limits["memory_usage"], margin),
     ]
     runner = CheckRunner(
         timeout=timeout,
-        ttl=config["RESILIENCE_HEALTH_CACHE_TTL"],
-        ttl_failed=config["RESILIENCE_HEALTH_CACHE_TTL_FAILED"],
+        ttl=settings.health_cache_ttl,
+        ttl_failed=settings.health_cache_ttl_failed,
     )
     stats = RequestStats()
     metrics = Metrics()
@@ -173,16 +181,14 @@ def _build(app: Flask, state: _State) -> HealthState:
         disk_path=app.instance_path,
     )
     health.monitor = Monitor(
-        interval=config["RESILIENCE_MONITOR_INTERVAL"],
-        history=config["RESILIENCE_MONITOR_HISTORY"],
-        thresholds=Thresholds(
-            limits, margin=margin, hysteresis=config["RESILIENCE_ALERT_HYSTERESIS"]
-        ),
+        interval=settings.monitor_interval,
+        history=settings.monitor_history,
+        thresholds=Thresholds(limits, margin=margin, hysteresis=settings.alert_hysteresis),
         collect=lambda: collect_sample(app, state, health),
         on_alert=lambda alert: _announce(app, state, alert),
-        switch=_switch(app, config),
-        leak_samples=config["RESILIENCE_MONITOR_LEAK_SAMPLES"],
-        gc_on_critical=config["RESILIENCE_MONITOR_GC_ON_CRITICAL"],
+        switch=_switch(app, settings),
+        leak_samples=settings.monitor_leak_samples,
+        gc_on_critical=settings.monitor_gc_on_critical,
         # Every worker's counts reach the shared metrics within one interval.
         housekeeping=health.requests.drain,
         log=logger.bound_to(app),
@@ -190,17 +196,17 @@ def _build(app: Flask, state: _State) -> HealthState:
     return health
 
 
-def _switch(app: Flask, config: Any) -> Switch:
-    default = config["RESILIENCE_MONITOR_ENABLED"]
-    url = config["RESILIENCE_MONITOR_REDIS_URL"]
+def _switch(app: Flask, settings: Settings) -> Switch:
+    default = settings.monitor_enabled
+    url = settings.monitor_redis_url
     if url:
         return RedisSwitch(url, default, logger.bound_to(app))
     return FileSwitch(Path(app.instance_path) / SWITCH_FILE, default)
 
 
-def _announce(app: Flask, state: _State, alert: Alert) -> None:
+def _announce(app: Flask, state: ResilienceState, alert: Alert) -> None:
     log = logger.bound_to(app)
-    call_safely(list(state.extension._alert_callbacks), alert, log)
+    call_safely(list(state.alert_callbacks), alert, log)
     try:
         alert_raised.send(app, alert=alert)
     except Exception:
@@ -216,9 +222,9 @@ _LIVE_HEADERS = (
 )
 
 
-def _add_request_hooks(
+def _timing_and_liveness(
     app: Flask, health: HealthState, live_prefix: str, app_paths: set[str]
-) -> None:
+) -> Layer:
     """Time every request and start the monitor with a process's first request.
 
     This runs on every request, so it is a WSGI wrapper rather than Flask hooks
@@ -228,34 +234,37 @@ def _add_request_hooks(
     must not depend on anything a later part adds to the request.
     """
     monitor, finished = health.monitor, health.requests.add
-    wsgi_app = app.wsgi_app
     pid = [0]  # no process has served a request yet
     live_path = live_prefix + "/live"
 
-    def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
-        if pid[0] != os.getpid():  # the first request of this process (a forked worker)
-            pid[0] = os.getpid()
-            health.reset_after_fork()
-            if not app.testing:  # a test suite's many apps would each get a thread
-                monitor.ensure_started()
-        method = environ.get("REQUEST_METHOD", "GET")
-        if environ.get("PATH_INFO") == live_path and method in _READ and live_path not in app_paths:
-            # Liveness says the process serves: nothing else runs, no hook, no I/O.
-            start_response("200 OK", list(_LIVE_HEADERS))
-            return [] if method == "HEAD" else [LIVE_BODY]
-        started = time.monotonic()
+    def layer(wsgi_app: WSGIApplication) -> WSGIApplication:
+        def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+            if pid[0] != os.getpid():  # the first request of this process (a forked worker)
+                pid[0] = os.getpid()
+                health.reset_after_fork()
+                if not app.testing:  # a test suite's many apps would each get a thread
+                    monitor.ensure_started()
+            method = environ.get("REQUEST_METHOD", "GET")
+            live = environ.get("PATH_INFO") == live_path and live_path not in app_paths
+            if live and method in _READ:
+                # Liveness says the process serves: nothing else runs, no hook, no I/O.
+                start_response("200 OK", list(_LIVE_HEADERS))
+                return [] if method == "HEAD" else [LIVE_BODY]
+            started = time.monotonic()
 
-        def start_timed_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            # Flask's request is still in the environ while the response starts.
-            current = environ.get("werkzeug.request")
-            endpoint = getattr(current, "endpoint", None)
-            ended = time.monotonic()
-            finished((ended, ended - started, status, endpoint, method))
-            return start_response(status, headers, exc_info)
+            def start_timed_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+                # Flask's request is still in the environ while the response starts.
+                current = environ.get("werkzeug.request")
+                endpoint = getattr(current, "endpoint", None)
+                ended = time.monotonic()
+                finished((ended, ended - started, status, endpoint, method))
+                return start_response(status, headers, exc_info)
 
-        return wsgi_app(environ, start_timed_response)
+            return wsgi_app(environ, start_timed_response)
 
-    app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
+        return timed_wsgi_app
+
+    return layer
 
 
 def pool_capacity_used(pools: dict[str, dict[str, Any]]) -> float | None:
@@ -269,19 +278,12 @@ def pool_capacity_used(pools: dict[str, dict[str, Any]]) -> float | None:
     return round(max(shares), 2) if shares else None
 
 
-def pools(state: _State) -> dict[str, dict[str, Any]]:
+def pools(state: ResilienceState) -> dict[str, dict[str, Any]]:
     """Pool status of each engine without its URL (``default`` for the default bind)."""
-    if state.db is None:
-        return {}
-    result = {}
-    for bind, status in pool_status(state.db, state.pool_options).items():
-        status = dict(status)
-        status.pop("url", None)
-        result["default" if bind is None else bind] = status
-    return result
+    return provided(state, "pools") or {}
 
 
-def collect_sample(app: Flask, state: _State, health: HealthState) -> Sample:
+def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> Sample:
     """One monitor sample; runs on the monitor's thread."""
     with app.app_context():
         engine_pools = pools(state)
@@ -313,7 +315,7 @@ def collect_sample(app: Flask, state: _State, health: HealthState) -> Sample:
     return sample
 
 
-def provided(state: _State, name: str) -> Any:
+def provided(state: ResilienceState, name: str) -> Any:
     """What another part's detail provider says, ``None`` without one or when it fails."""
     provider: Callable[[], Any] | None = state.detail_providers.get(name)
     if provider is None:
@@ -325,12 +327,16 @@ def provided(state: _State, name: str) -> Any:
         return {"error": "unavailable"}
 
 
-def all_checks(state: _State) -> list[HealthCheck]:
-    assert state.health is not None
-    return [*state.health.builtin_checks, *state.extension._health_checks.values()]
+def all_checks(state: ResilienceState) -> list[HealthCheck]:
+    return [
+        *state.get(HealthState).builtin_checks,
+        *state.health_checks.values(),
+        *state.shared_health_checks.values(),
+    ]
 
 
-def run_checks(app: Flask, state: _State, *, critical_only: bool = False) -> dict[str, Outcome]:
-    assert state.health is not None
+def run_checks(
+    app: Flask, state: ResilienceState, *, critical_only: bool = False
+) -> dict[str, Outcome]:
     checks = [c for c in all_checks(state) if c.critical or not critical_only]
-    return state.health.runner.run(checks, app.app_context)
+    return state.get(HealthState).runner.run(checks, app.app_context)

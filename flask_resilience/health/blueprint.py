@@ -14,19 +14,17 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from ..errors import ProblemError
+from ..state import ResilienceState, get_state
 from . import LIVE_BODY, PERMISSION, HealthState, pools, provided, run_checks
 from .checks import Outcome, worst
 from .metrics import CONTENT_TYPE_LATEST
 from .system import disk_usage, memory_usage, process_metrics
-
-if TYPE_CHECKING:
-    from ..extension import _State
 
 blueprint = Blueprint("resilience_health", __name__)
 
@@ -41,16 +39,12 @@ class HealthForbidden(ProblemError, Forbidden):
     """Credentials were given but do not open this health endpoint."""
 
 
-def _state() -> _State:
-    from ..extension import _get_state  # the extension imports this package
-
-    return _get_state()
+def _state() -> ResilienceState:
+    return get_state()
 
 
 def _health() -> HealthState:
-    health = _state().health
-    assert health is not None  # the blueprint is only mounted with health on
-    return health
+    return get_state().get(HealthState)  # the blueprint is only mounted with health on
 
 
 def _health_response(body: dict[str, Any], status: str, *, max_age: float | None) -> Response:
@@ -127,7 +121,7 @@ def require_access() -> None:
     if request.environ.get(IN_PROCESS_CALLER):
         return
     state = _state()
-    token: str | None = state.config["RESILIENCE_HEALTH_TOKEN"]
+    token: str | None = state.settings.health_token
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     bearer = given.strip() if scheme.lower() == "bearer" else ""
     if token and bearer and hmac.compare_digest(bearer.encode(), token.encode()):
@@ -161,10 +155,8 @@ def protected(view: Callable[[], Response]) -> Callable[[], Response]:
 
 def _guards_permission(name: str) -> bool:
     """Whether the request's user holds ``name`` through the guards' permission loader."""
-    state = _state()
-    if state.guards.permission_loader is None:
-        return False  # no loader: nobody holds a permission, and nothing to log
-    return state.extension.has_permission(name)
+    check = _state().permission_check
+    return check is not None and check(name)
 
 
 def _score(outcomes: dict[str, Outcome], level: str) -> int:
@@ -195,7 +187,7 @@ def detailed() -> Response:
     process["cpu_percent"] = process_cpu
     body: dict[str, Any] = {
         "status": status,
-        "version": state.config["RESILIENCE_HEALTH_VERSION"],
+        "version": state.settings.health_version,
         "score": _score(outcomes, monitor.level),
         "time": time.time(),
         "draining": state.draining.is_set(),
@@ -213,9 +205,9 @@ def detailed() -> Response:
     }
     for name in ("circuit_breakers", "rate_limit"):
         body[name] = provided(state, name)
-    for name in sorted(set(state.detail_providers) - {"circuit_breakers", "rate_limit"}):
+    for name in sorted(set(state.detail_providers) - {"circuit_breakers", "rate_limit", "pools"}):
         body[name] = provided(state, name)
-    if state.config["RESILIENCE_TRACEMALLOC"] and request.args.get("tracemalloc"):
+    if state.settings.tracemalloc and request.args.get("tracemalloc"):
         body["tracemalloc"] = _top_allocations()
     return _health_response(body, status, max_age=None)
 

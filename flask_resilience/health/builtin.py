@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import Flask
 
-from .checks import HealthCheck, HealthResult
+from ..state import HealthCheck
+from .checks import HealthResult
 from .system import disk_usage, memory_usage
 
 if TYPE_CHECKING:
@@ -49,29 +50,15 @@ def _select_one(db: SQLAlchemy, bind: str | None) -> Callable[[], HealthResult]:
     return check
 
 
-def redis_urls(config: Mapping[str, Any]) -> dict[str, str]:
-    """The Redis servers the app's resilience parts use, by what they are for."""
-    urls = {}
-    storage = config.get("RATELIMIT_STORAGE_URI")
-    if isinstance(storage, str) and storage.startswith(("redis://", "rediss://")):
-        urls["ratelimit"] = storage
-    monitor = config.get("RESILIENCE_MONITOR_REDIS_URL")
-    if monitor and monitor not in urls.values():
-        urls["monitor"] = monitor
-    return urls
+def redis_checks(monitor_url: str | None, timeout: float) -> list[HealthCheck]:
+    """``PING`` the monitor switch's Redis, critical.
 
-
-def redis_checks(config: Mapping[str, Any], timeout: float) -> list[HealthCheck]:
-    """``PING`` each Redis server in use, critical."""
-    urls = redis_urls(config)
-    return [
-        HealthCheck(
-            "redis:responseTime" if len(urls) == 1 else f"redis.{purpose}:responseTime",
-            _ping(url, timeout),
-            critical=True,
-        )
-        for purpose, url in urls.items()
-    ]
+    The rate limiter's storage has a check of its own, never critical: limits fail
+    open, so a Redis that is down must not take the app out of the load balancer.
+    """
+    if not monitor_url:
+        return []
+    return [HealthCheck("redis:responseTime", _ping(monitor_url, timeout), critical=True)]
 
 
 def _ping(url: str, timeout: float) -> Callable[[], HealthResult]:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..log import ExtensionLogger, first_line
+from ..state import HealthCheck
 
 logger = ExtensionLogger("health")
 
@@ -55,16 +56,6 @@ class HealthResult:
     observed_value: Any = None
     observed_unit: str | None = None
     output: str | None = None
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """A registered check: its name is the ``component:measurement`` key of the answer."""
-
-    name: str
-    func: Callable[[], Any]
-    critical: bool = False
-    timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,17 @@
 
 A file passes when its sanitized extension is allowed, the type libmagic detects in
 its content belongs to that extension, and it is neither active content nor of the
-wrong size. :func:`validate_upload` checks one file, ``@validate_uploads`` a request,
+wrong size. :func:`check_upload` checks one file, ``@validate_uploads`` a request,
 :func:`save_upload` stores an accepted file and :func:`send_upload` serves it back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from flask import Flask
 
-from ..config import wrong_value
+from ..config import Settings, wrong_value
 from .categories import CATEGORIES, EXTENSION_TYPES
-from .decorators import validate_uploads, validated_uploads
+from .decorators import upload_checks, validate_uploads
 from .errors import (
     InsufficientStorage,
     UploadFailure,
@@ -31,7 +28,7 @@ from .storage import save_upload, send_upload
 from .validation import (
     UploadCheck,
     UploadInfo,
-    validate_upload,
+    check_upload,
     validate_uploaded_file_comprehensive,
 )
 
@@ -48,22 +45,22 @@ __all__ = [
     "UploadStorageFull",
     "UploadTooLarge",
     "UploadTypeNotAllowed",
+    "check_upload",
     "init_app",
     "save_upload",
     "send_upload",
-    "validate_upload",
+    "upload_checks",
     "validate_uploaded_file_comprehensive",
     "validate_uploads",
-    "validated_uploads",
 ]
 
 
-def init_app(app: Flask, config: Mapping[str, Any]) -> None:
+def init_app(app: Flask, settings: Settings) -> None:
     """Check the upload settings and that libmagic works, failing closed if not.
 
     :raises ConfigurationError: an unknown category, or libmagic missing.
     """
-    categories = config["RESILIENCE_UPLOAD_CATEGORIES"]
+    categories = settings.upload_categories
     if not categories or any(category not in CATEGORIES for category in categories):
         raise wrong_value(
             "RESILIENCE_UPLOAD_CATEGORIES",

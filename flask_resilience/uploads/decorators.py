@@ -11,7 +11,7 @@ from werkzeug.datastructures import FileStorage
 
 from .errors import UploadFailure, failure_entry, problem_for
 from .policy import UploadPolicy
-from .validation import UploadCheck, validate_upload
+from .validation import UploadCheck, check_upload
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,7 +41,7 @@ def validate_uploads(
     A bad request ends in problem+json with an ``errors`` list naming each file:
     413 when a file is too large, else 415 when a type is not allowed, else 400
     (a file missing or empty, too many files, a malformed multipart body). ``OPTIONS``
-    requests pass. :func:`validated_uploads` gives the view the checks.
+    requests pass. :func:`upload_checks` gives the view the checks.
 
     :param fields: the form fields holding files; at least one.
     :param required: refuse the request when a field has no file.
@@ -77,7 +77,7 @@ def validate_uploads(
     return decorator
 
 
-def validated_uploads(field: str) -> list[UploadCheck]:
+def upload_checks(field: str) -> list[UploadCheck]:
     """The checks ``@validate_uploads`` made for a field in this request, in order."""
     by_field: dict[str, list[UploadCheck]] = g.get("_resilience_upload_fields", {})
     return list(by_field.get(field, []))
@@ -113,7 +113,7 @@ def _check_request(
             failures.append(failure_entry(field, None, too_many))
             continue
         for part in parts:
-            check = validate_upload(part, policy=policy)
+            check = check_upload(part, policy=policy)
             by_field.setdefault(field, []).append(check)
             if check.error is not None:
                 failures.append(failure_entry(field, part, check.error))

@@ -13,11 +13,11 @@ from flask import Response, current_app, has_app_context, has_request_context, s
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
-from ..config import configured
 from ..log import ExtensionLogger
+from ..state import current_settings
 from .errors import UploadNotStored, UploadStorageFull, failure_entry, problem_for
 from .filenames import generated_name
-from .validation import UploadCheck, remembered, validate_upload
+from .validation import UploadCheck, check_upload, remembered
 
 logger = ExtensionLogger("uploads")
 
@@ -36,7 +36,7 @@ def save_upload(
     ``directory`` is created if needed; without it, ``RESILIENCE_UPLOAD_FOLDER`` is used.
 
     :param upload: a file checked in this request (by ``@validate_uploads`` or
-        :func:`validate_upload`), its :class:`UploadCheck`, or a file not checked yet,
+        :func:`check_upload`), its :class:`UploadCheck`, or a file not checked yet,
         which is checked with the app's default policy first.
     :raises UploadInvalid, UploadTooLarge, UploadTypeNotAllowed: the file was refused.
     :raises UploadStorageFull: 507, the disk or quota is full; nothing was kept.
@@ -110,13 +110,13 @@ def send_upload(
 def _check_of(file: FileStorage) -> UploadCheck:
     # A remembered check holds its file, so no other file can have the same id.
     check = remembered().get(id(file)) if has_request_context() else None
-    return check or validate_upload(file)
+    return check or check_upload(file)
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
     if directory is not None:
         return Path(directory)
-    folder = configured("RESILIENCE_UPLOAD_FOLDER")
+    folder = current_settings().upload_folder
     if folder is None:
         raise RuntimeError("No upload directory: pass one, or set RESILIENCE_UPLOAD_FOLDER.")
     path = Path(folder)

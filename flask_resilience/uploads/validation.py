@@ -17,7 +17,7 @@ from typing import IO, Any
 from flask import g, has_request_context
 from werkzeug.datastructures import FileStorage
 
-from ..config import configured
+from ..state import current_settings
 from . import sniffing
 from .categories import EXTENSION_TYPES, category_of, is_active_type
 from .errors import UploadFailure
@@ -50,7 +50,7 @@ class UploadInfo:
 
 @dataclass(frozen=True)
 class UploadCheck:
-    """The outcome of :func:`validate_upload`: ``info`` when ``ok``, else ``error``."""
+    """The outcome of :func:`check_upload`: ``info`` when ``ok``, else ``error``."""
 
     file: FileStorage | None = field(repr=False)
     info: UploadInfo | None = None
@@ -61,7 +61,7 @@ class UploadCheck:
         return self.error is None
 
 
-def validate_upload(
+def check_upload(
     file: FileStorage | None,
     *,
     policy: UploadPolicy | None = None,
@@ -92,7 +92,7 @@ def validate_upload(
     elif (allowed_extensions, allowed_categories, max_size) != (None, None, None) or (
         min_size != 1 or allow_active_content or checksum
     ):
-        raise TypeError("Pass either a policy or its options to validate_upload, not both.")
+        raise TypeError("Pass either a policy or its options to check_upload, not both.")
 
     check = _check(file, policy)
     if has_request_context():
@@ -111,9 +111,9 @@ def validate_uploaded_file_comprehensive(
     ``error_message`` is ``None`` and ``file_info`` a dict (``filename``,
     ``original_filename``, ``storage_name``, ``extension``, ``mime_type``,
     ``category``, ``size``, ``size_formatted``) when valid; otherwise the message and
-    ``None``. New code should call :func:`validate_upload`.
+    ``None``. New code should call :func:`check_upload`.
     """
-    check = validate_upload(
+    check = check_upload(
         file,
         allowed_extensions=allowed_extensions,
         allowed_categories=allowed_categories,
@@ -173,7 +173,7 @@ def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
 
     extensions = policy.extensions
     if extensions is None:
-        extensions = allowed_extensions_of(None, configured("RESILIENCE_UPLOAD_CATEGORIES"), False)
+        extensions = allowed_extensions_of(None, current_settings().upload_categories, False)
         assert extensions is not None
     if name.extension not in extensions:
         allowed = ", ".join(f".{extension}" for extension in sorted(extensions))
@@ -186,7 +186,7 @@ def _check(file: FileStorage | None, policy: UploadPolicy) -> UploadCheck:
 
     max_size = policy.max_size
     if max_size is None:
-        max_size = int(configured("RESILIENCE_UPLOAD_MAX_SIZE"))
+        max_size = int(current_settings().upload_max_size)
     try:
         size = _measure(file, max_size)
         if size > max_size:

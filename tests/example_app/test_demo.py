@@ -13,7 +13,7 @@ from example_app.demo import TEXT
 from example_app.documents import DOCUMENT_UPLOADS
 from example_app.extensions import db
 from example_app.models import Document, Organization, User
-from flask_resilience import validate_upload
+from flask_resilience.uploads import check_upload
 
 from .helpers import basic_auth, on_both_backends
 
@@ -99,7 +99,7 @@ def test_demo_data(app_config: dict[str, object], instance_path: Path) -> None:
     with app.test_request_context():
         for path in files:
             with path.open("rb") as stream:
-                check = validate_upload(FileStorage(stream, path.name), policy=DOCUMENT_UPLOADS)
+                check = check_upload(FileStorage(stream, path.name), policy=DOCUMENT_UPLOADS)
             assert check.info is not None, check.error
             assert check.info.mime_type == TEXT.content_type
 

@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from example_app import create_app
 from example_app.extensions import resilience
+from flask_resilience.health import health_state
 
 from .fuzzing import (
     ANONYMOUS,
@@ -237,7 +238,7 @@ def fuzzer(app: Flask, caplog: pytest.LogCaptureFixture) -> Iterator[Fuzzer]:
     yield Fuzzer(app, app.test_client(use_cookies=False), sessions, caplog)
     with app.app_context():
         # POST /health/monitoring/start may have started the monitor's thread.
-        app.extensions["resilience"].health.monitor.stop()
+        health_state(app).monitor.stop()
 
 
 def test_every_rule_is_fuzzed(app: Flask) -> None:

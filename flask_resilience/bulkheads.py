@@ -16,14 +16,15 @@ import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from flask import has_request_context, request
+from flask import Flask, has_request_context, request
 from werkzeug.exceptions import ServiceUnavailable
 
-from .config import configured, current_state
 from .errors import ProblemError
 from .log import ExtensionLogger
+from .state import ResilienceState, current_settings, find_state
 
 if TYPE_CHECKING:
     pass
@@ -110,14 +111,30 @@ class Bulkhead:
 
 
 _definitions: dict[str, tuple[int | None, float]] = {}
-_process_bulkheads: dict[str, Bulkhead] = {}
 _registry_lock = threading.Lock()
+
+
+@dataclass
+class Bulkheads:
+    """The bulkhead part's state for one app: its live bulkheads, by name."""
+
+    bulkheads: dict[str, Bulkhead] = field(default_factory=dict)
+
+
+_process = Bulkheads()
+"""The bulkheads of code that runs outside any app (a job, a command)."""
+
+
+def init_app(app: Flask, state: ResilienceState) -> None:
+    state.add(Bulkheads())
+    state.detail_providers["bulkheads"] = bulkhead_states
 
 
 def get_bulkhead(name: str) -> Bulkhead:
     """The live bulkhead called ``name``: the current app's, else this process's."""
-    state = current_state()
-    bulkheads = state.bulkheads if state is not None else _process_bulkheads
+    state = find_state()
+    part = state.find(Bulkheads) if state is not None else None
+    bulkheads = (part or _process).bulkheads
     found = bulkheads.get(name)
     if found is None:
         with _registry_lock:
@@ -125,7 +142,7 @@ def get_bulkhead(name: str) -> Bulkhead:
             if found is None:
                 max_concurrent, max_wait = _definitions[name]
                 if max_concurrent is None:
-                    max_concurrent = configured("RESILIENCE_BULKHEAD_MAX_CONCURRENT")
+                    max_concurrent = current_settings().bulkhead_max_concurrent
                 found = bulkheads[name] = Bulkhead(name, max_concurrent, max_wait)
     return found
 

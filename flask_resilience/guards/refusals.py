@@ -1,29 +1,30 @@
-"""What the session and permission guards share: their callbacks, and how a refusal is answered.
+"""The guards' callbacks and state, and how a refusal is answered.
 
 A refusal is always one of two answers. Not authenticated: 401 problem+json for
 API clients, a redirect to the login view for browsers when one is configured.
 Authenticated but not allowed: 403. Each is announced with the
-:data:`permission_denied` signal first, so apps can audit it.
+:data:`access_refused` signal first, so apps can audit it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import urlencode
 
 from blinker import Namespace
-from flask import current_app, redirect, request, url_for
+from flask import Flask, current_app, redirect, request, url_for
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
-from .database import classify_database_error
-from .errors import ConfigurationError, PermissionDenied, Unauthenticated
-from .log import ExtensionLogger, current_request_id
-
-if TYPE_CHECKING:
-    from .extension import _State
+from ..config import Settings
+from ..database import classify_database_error
+from ..errors import ConfigurationError, PermissionDenied, Unauthenticated
+from ..log import ExtensionLogger, current_request_id
+from ..state import get_state
 
 logger = ExtensionLogger("guards")
 
@@ -32,7 +33,7 @@ R = TypeVar("R")
 
 _signals = Namespace()
 
-permission_denied = _signals.signal("permission-denied")
+access_refused = _signals.signal("access-refused")
 """Sent with the app as sender before a guard answers 401 or 403.
 
 Keyword arguments: ``user`` (``None`` when not authenticated), ``status`` (401 or
@@ -43,7 +44,6 @@ its id) and ``org_id`` (the organization id asked for, if any). A receiver
 that raises is logged and ignored: auditing never changes the answer.
 """
 
-# Passed through by every guard: a CORS preflight carries no credentials.
 EXEMPT_METHODS = frozenset({"OPTIONS"})
 
 
@@ -67,10 +67,28 @@ class GuardCallbacks:
     """The callbacks registered on the extension, shared by every app it serves."""
 
     session_validator: Callable[[Any], Any] | None = None
-    user_loader: Callable[[], Any] | None = None
+    current_user_loader: Callable[[], Any] | None = None
     permission_loader: Callable[[Any], Any] | None = None
     role_loader: Callable[[Any], Any] | None = None
     org_access_loader: Callable[[Any, Any], Any] | None = None
+
+
+@dataclass(eq=False)
+class GuardState:
+    """The guards' state for one app: the callbacks, its settings, the session checks."""
+
+    callbacks: GuardCallbacks
+    settings: Settings
+    # Whether the session checks run in the first look of each request (see session_checks).
+    session_checks: bool = False
+    # The session timeouts' clock, in seconds; tests may set another.
+    time_source: Callable[[], float] = time.time
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def guard_state(app: Flask | None = None) -> GuardState:
+    """The guards' state of ``app``, or of the current app."""
+    return get_state(app).get(GuardState)
 
 
 def required_names(guard: str, names: tuple[Any, ...]) -> tuple[str, ...]:
@@ -85,16 +103,6 @@ def required_names(guard: str, names: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def state() -> _State:
-    try:
-        found: _State = current_app.extensions["resilience"]
-    except KeyError:
-        from .extension import _get_state  # the extension imports this module
-
-        return _get_state()  # raises, saying what to do
-    return found
-
-
 def is_outage(error: Exception) -> bool:
     """Whether ``error`` is a backing service being down: answered 503, never a denial."""
     return classify_database_error(error) is not None
@@ -102,10 +110,10 @@ def is_outage(error: Exception) -> bool:
 
 def is_browser_request() -> bool:
     """A browser: outside the API prefixes, and preferring HTML to JSON."""
-    config = state().config
-    if config["RESILIENCE_ERROR_FORMAT"] == "json":
+    settings = guard_state().settings
+    if settings.error_format == "json":
         return False
-    if any(request.path.startswith(prefix) for prefix in config["RESILIENCE_API_PREFIXES"]):
+    if any(request.path.startswith(prefix) for prefix in settings.api_prefixes):
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
@@ -113,7 +121,7 @@ def is_browser_request() -> bool:
 
 def login_view() -> str | None:
     """``RESILIENCE_LOGIN_VIEW``, else Flask-Login's ``login_view`` when Flask-Login is set up."""
-    configured: str | None = state().config["RESILIENCE_LOGIN_VIEW"]
+    configured: str | None = guard_state().settings.login_view
     if configured is None:
         manager = getattr(current_app, "login_manager", None)
         configured = getattr(manager, "login_view", None)
@@ -145,10 +153,10 @@ def refuse_forbidden(
 def announce(
     user: Any, status: int, reason: str, *, required: tuple[str, ...] = (), org_id: Any = None
 ) -> None:
-    if not permission_denied.receivers:
+    if not access_refused.receivers:
         return
     try:
-        permission_denied.send(
+        access_refused.send(
             current_app._get_current_object(),  # type: ignore[attr-defined]
             user=user,
             status=status,
@@ -158,7 +166,7 @@ def announce(
         )
     except Exception:
         logger.exception(
-            "A permission_denied receiver failed; the %d answer stands [request_id=%s]",
+            "An access_refused receiver failed; the %d answer stands [request_id=%s]",
             status,
             current_request_id(),
         )

@@ -1,0 +1,204 @@
+"""The request path: every WSGI layer and request hook of the extension, in one order.
+
+A request meets the extension's WSGI layers from the outside in, in the order of
+:data:`LAYERS`, then Flask. Each part hands its layer to :meth:`RequestPath.add_layer`
+under one of these names, and :func:`build` wraps them in this order whatever
+the order the parts were set up in:
+
+``settle``
+    Outermost: the first request of the app settles the hooks below, and the
+    other parts' first-request callbacks run, before anything else looks at it.
+``liveness``
+    Health answers ``/health/live`` here, before any other work, and times every
+    request that goes further, its error answers included.
+``in_flight``
+    The graceful shutdown counts the requests being served from here on.
+``proxies``
+    Werkzeug's ``ProxyFix`` for ``RESILIENCE_TRUSTED_PROXIES``: the client's real
+    address and scheme, before anything records them.
+``request_id``
+    The request's id and arrival time (the deadline's clock), before anything in
+    the app can fail; every response is stamped with the id.
+``session_guard``
+    Innermost, next to Flask: keeps the session interface wrapped when another
+    extension replaced it, and the session checks installed when a validator is
+    registered late.
+
+Inside Flask, the ``before_request`` functions of the app run in this order:
+
+1. :meth:`RequestPath.first_look`, first of all. It decides, without answering,
+   whether the request is refused: load shedding reads ``X-Request-Start`` (a shed
+   request does no other work, the session checks included), and the session
+   checks clear a session that must not be trusted before any extension or the
+   app reads it. Answering here would skip the hooks behind it, the span of a
+   tracing instrumentation or a metrics timer among them.
+2. The hooks of installed extensions (OpenTelemetry's Flask instrumentation, a
+   metrics exporter...), in the order they were registered: they see every
+   request, the refused ones too.
+3. :meth:`RequestPath.gate`: answers the refusal the first look found (503 shed,
+   401 session expired), then runs the rate limit (Flask-Limiter's own check,
+   moved here), so that a refused request runs none of the app's own hooks.
+4. The app's own hooks (those of its package, or of no installed distribution),
+   in their order.
+
+The hooks are placed when the app's first request arrives, once every hook is
+registered (Flask refuses new ones after that). Errors the app has no handler for
+are answered by ``problems``, as the fallback of Flask's own handler lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+LAYERS = ("settle", "liveness", "in_flight", "proxies", "request_id", "session_guard")
+"""The WSGI layers, outermost first; the module's docstring says why each sits there."""
+
+Layer = Callable[["WSGIApplication"], "WSGIApplication"]
+"""Wraps the WSGI app it is given; returns the wrapper."""
+
+Refusal = Callable[[], ResponseReturnValue]
+"""Makes the answer to a refused request (or raises it), when the gate runs."""
+
+Look = Callable[[], Refusal | None]
+Gate = Callable[[], Any]
+"""A check that answers a request (returns what a view may return) or lets it go on."""
+
+_REFUSAL = "flask_resilience.refusal"
+
+
+@dataclass(eq=False)
+class RequestPath:
+    """What the extension puts on one app's request path."""
+
+    layers: dict[str, Layer] = field(default_factory=dict)
+    looks: list[Look] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)
+    """Checks that may answer: the rate limit."""
+    settle_callbacks: list[Callable[[], None]] = field(default_factory=list)
+    settled: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_layer(self, name: str, layer: Layer) -> None:
+        if name not in LAYERS:
+            raise ValueError(f"{name!r} is not a layer of the request path: {', '.join(LAYERS)}.")
+        self.layers[name] = layer
+
+    def add_look(self, app: Flask, look: Look, *, first: bool = False) -> None:
+        """Run ``look`` in the first look (before the others when ``first``); added after
+        the first request, it runs from the next one on."""
+        with self._lock:
+            if look in self.looks:
+                return
+            # A new list: a request in flight keeps the one it started with.
+            self.looks = [look, *self.looks] if first else [*self.looks, look]
+            if self.settled:
+                _place(app, self)
+
+    def add_gate(self, gate: Gate) -> None:
+        self.gates = [*self.gates, gate]
+
+    def on_first_request(self, callback: Callable[[], None]) -> None:
+        self.settle_callbacks.append(callback)
+
+    def first_look(self) -> None:
+        for look in self.looks:
+            refusal = look()
+            if refusal is not None:
+                request.environ[_REFUSAL] = refusal
+                return
+
+    def gate(self) -> Any:
+        refusal: Refusal | None = request.environ.pop(_REFUSAL, None)
+        if refusal is not None:
+            return refusal()
+        for check in self.gates:
+            answer = check()
+            if answer is not None:
+                return answer
+        return None
+
+
+def build(app: Flask, path: RequestPath) -> None:
+    """Wrap ``app.wsgi_app`` in the parts' layers, in the order of :data:`LAYERS`."""
+    path.layers["settle"] = _settle_first(app, path)
+    wsgi_app: WSGIApplication = app.wsgi_app
+    for name in reversed(LAYERS):  # innermost first
+        layer = path.layers.get(name)
+        if layer is not None:
+            wsgi_app = layer(wsgi_app)
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign,assignment]
+
+
+def _settle_first(app: Flask, path: RequestPath) -> Layer:
+    def layer(wsgi_app: WSGIApplication) -> WSGIApplication:
+        def settle_first(
+            environ: WSGIEnvironment, start_response: StartResponse
+        ) -> Iterable[bytes]:
+            if not path.settled:
+                settle(app, path)
+            return wsgi_app(environ, start_response)
+
+        return settle_first
+
+    return layer
+
+
+def settle(app: Flask, path: RequestPath) -> None:
+    """Put the hooks in their places and run the first-request callbacks, once."""
+    with path._lock:
+        if path.settled:
+            return
+        for callback in path.settle_callbacks:
+            callback()
+        _place(app, path)
+        path.settled = True
+
+
+def _place(app: Flask, path: RequestPath) -> None:
+    if not (path.looks or path.gates):
+        return  # nothing of ours to run: the app's hooks stay exactly as they are
+    ours: list[Callable[[], Any]] = [path.first_look, path.gate]
+    others = [f for f in app.before_request_funcs.get(None, ()) if f not in ours]
+    extensions = [f for f in others if not _belongs_to_app(app, f)]
+    own = [f for f in others if _belongs_to_app(app, f)]
+    first: list[Callable[[], Any]] = [path.first_look] if path.looks else []
+    # A new list rather than changes in place, so that a request going through the
+    # old one in another thread does not see its functions shift.
+    app.before_request_funcs[None] = [*first, *extensions, path.gate, *own]
+
+
+def _belongs_to_app(app: Flask, function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is the app's own code rather than an installed extension's."""
+    module_name = getattr(getattr(function, "func", function), "__module__", None) or ""
+    if module_name.partition(".")[0] == app.import_name.partition(".")[0]:
+        return True
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return True
+    path = os.path.realpath(path)
+    return not any(path.startswith(directory) for directory in _installed_code_directories())
+
+
+@cache
+def _installed_code_directories() -> tuple[str, ...]:
+    """Where installed distributions live: the site-packages folders and the standard library."""
+    paths = sysconfig.get_paths()
+    candidates = {paths["purelib"], paths["platlib"], paths["stdlib"], *site.getsitepackages()}
+    if site.ENABLE_USER_SITE:
+        candidates.add(site.getusersitepackages())
+    return tuple(os.path.realpath(path) + os.sep for path in candidates if path)
