@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 from . import log, problems
-from .database import classify_database_error
+from .outages import classify_database_error
 
 P = ParamSpec("P")
 R = TypeVar("R")

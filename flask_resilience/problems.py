@@ -11,7 +11,7 @@ Unhandled exceptions go through Flask's own path: ``got_request_exception`` is
 sent (error trackers hear of it), Flask logs "Exception on /path [GET]" with the
 traceback on ``app.logger``, and only then is the 500 answered here. A database
 outage (a connection refused, lost or timed out, see
-:func:`~flask_resilience.database.classify_database_error`) is not a crash: it is
+:func:`~flask_resilience.outages.classify_database_error`) is not a crash: it is
 answered 503 (504 for a deadline) as soon as the view raises it, logged as one
 warning line.
 """
@@ -30,8 +30,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.sansio.response import Response as ResponseBase
 
 from . import log
-from .database import classify_database_error
 from .errors import ProblemError
+from .outages import classify_database_error
 from .state import ResilienceState, get_state
 
 PROBLEM_JSON = "application/problem+json"

@@ -21,9 +21,9 @@ from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from ..config import Settings
-from ..database import classify_database_error
 from ..errors import ConfigurationError, PermissionDenied, Unauthenticated
 from ..log import ExtensionLogger, current_request_id
+from ..outages import classify_database_error
 from ..state import get_state
 
 logger = ExtensionLogger("guards")

@@ -9,20 +9,17 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from blinker import Namespace
 from flask import Flask
 
 from ..config import Settings
 from ..pipeline import Layer
-from ..state import HealthCheck, ResilienceState, get_state
+from ..state import HealthCheck, ResilienceState
 from . import builtin
-from .checks import CheckRunner, HealthResult, Outcome
+from .checks import CheckRunner, HealthResult
 from .metrics import Metrics
 from .monitor import (
     Alert,
@@ -35,13 +32,23 @@ from .monitor import (
     call_safely,
     logger,
 )
+from .shared import LIVE_BODY, HealthState, health_state, pools, provided
 from .stats import Counted, RequestLog, RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["Alert", "HealthCheck", "HealthResult", "Sample", "alert_raised", "init_app"]
+__all__ = [
+    "Alert",
+    "HealthCheck",
+    "HealthResult",
+    "HealthState",
+    "Sample",
+    "alert_raised",
+    "health_state",
+    "init_app",
+]
 
 _signals = Namespace()
 alert_raised = _signals.signal("resilience-alert")
@@ -49,43 +56,9 @@ alert_raised = _signals.signal("resilience-alert")
 ``alert`` the :class:`Alert`."""
 
 BLUEPRINT = "resilience_health"
-PERMISSION = "resilience:health"
 """The permission that opens detailed health, metrics, the dashboard and the switch."""
 
 SWITCH_FILE = "resilience-monitor.json"
-
-
-@dataclass
-class HealthState:
-    """The health part's share of the app's state."""
-
-    runner: CheckRunner
-    builtin_checks: list[HealthCheck]
-    stats: RequestStats
-    requests: RequestLog
-    monitor: Monitor
-    metrics: Metrics
-    cpu: CpuMeter  # the monitor's: nothing else reads it, so its baseline is its own
-    request_cpu: CpuMeter  # for requests when the monitor has no recent sample
-    process: psutil.Process
-    disk_path: str
-    last_sample: list[Sample] = field(default_factory=list)
-
-    def reset_after_fork(self) -> None:
-        """A worker forked from a parent that had already measured starts afresh."""
-        self.process = current_process()
-        self.cpu = CpuMeter()
-        self.request_cpu = CpuMeter()
-        self.last_sample.clear()
-
-    def cpu_now(self) -> tuple[float | None, float | None]:
-        """(host CPU %, process CPU %): the monitor's latest reading while it is
-        fresh, else from a meter of the requests' own, never moving the monitor's."""
-        monitor = self.monitor
-        if self.last_sample and time.time() - self.last_sample[0].time < 2 * monitor.interval:
-            sample = self.last_sample[0]
-            return sample.cpu_usage, sample.process_cpu
-        return self.request_cpu.read()
 
 
 def init_app(app: Flask, state: ResilienceState) -> None:
@@ -102,16 +75,6 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     shadowed: set[str] = set()
     state.path.on_first_request(lambda: shadowed.update(_let_app_routes_win(app)))
     state.path.add_layer("liveness", _timing_and_liveness(app, health, prefix, shadowed))
-
-
-def health_state(app: Flask | None = None) -> HealthState:
-    """The health part's state of ``app`` (the current app by default)."""
-    try:
-        return get_state(app).get(HealthState)
-    except LookupError:
-        raise RuntimeError(
-            "Health is off for this app: RESILIENCE_HEALTH_ENABLED is False."
-        ) from None
 
 
 def _let_app_routes_win(app: Flask) -> set[str]:
@@ -214,7 +177,6 @@ def _announce(app: Flask, state: ResilienceState, alert: Alert) -> None:
 
 
 _READ = ("GET", "HEAD")
-LIVE_BODY = b'{"status": "pass"}'
 _LIVE_HEADERS = (
     ("Content-Type", "application/health+json"),
     ("Content-Length", str(len(LIVE_BODY))),
@@ -278,11 +240,6 @@ def pool_capacity_used(pools: dict[str, dict[str, Any]]) -> float | None:
     return round(max(shares), 2) if shares else None
 
 
-def pools(state: ResilienceState) -> dict[str, dict[str, Any]]:
-    """Pool status of each engine without its URL (``default`` for the default bind)."""
-    return provided(state, "pools") or {}
-
-
 def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> Sample:
     """One monitor sample; runs on the monitor's thread."""
     with app.app_context():
@@ -313,30 +270,3 @@ def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> S
     )
     health.last_sample[:] = [sample]
     return sample
-
-
-def provided(state: ResilienceState, name: str) -> Any:
-    """What another part's detail provider says, ``None`` without one or when it fails."""
-    provider: Callable[[], Any] | None = state.detail_providers.get(name)
-    if provider is None:
-        return None
-    try:
-        return provider()
-    except Exception:
-        logger.warning("The %r detail provider raised", name, exc_info=True)
-        return {"error": "unavailable"}
-
-
-def all_checks(state: ResilienceState) -> list[HealthCheck]:
-    return [
-        *state.get(HealthState).builtin_checks,
-        *state.health_checks.values(),
-        *state.shared_health_checks.values(),
-    ]
-
-
-def run_checks(
-    app: Flask, state: ResilienceState, *, critical_only: bool = False
-) -> dict[str, Outcome]:
-    checks = [c for c in all_checks(state) if c.critical or not critical_only]
-    return state.get(HealthState).runner.run(checks, app.app_context)

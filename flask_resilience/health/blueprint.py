@@ -21,9 +21,9 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 
 from ..errors import ProblemError
 from ..state import ResilienceState, get_state
-from . import LIVE_BODY, PERMISSION, HealthState, pools, provided, run_checks
 from .checks import Outcome, worst
 from .metrics import CONTENT_TYPE_LATEST
+from .shared import LIVE_BODY, PERMISSION, HealthState, pools, provided, run_checks
 from .system import disk_usage, memory_usage, process_metrics
 
 blueprint = Blueprint("resilience_health", __name__)
