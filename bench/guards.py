@@ -10,7 +10,6 @@ last, so the refreshed last-use time re-signs the cookie each time.
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flask import Flask, session
@@ -18,6 +17,7 @@ from flask import Flask, session
 from bench.core import wsgi_caller
 from bench.table import Row, compare
 from flask_resilience import Resilience, permission_required
+from flask_resilience.guards import guard_state
 
 ROUNDS = 15
 REPEAT = 1000
@@ -73,14 +73,13 @@ def session_cookie(app: Flask) -> str:
 
 
 def rows(scale: float = 1.0) -> list[Row]:
-    logging.getLogger("flask_resilience").setLevel(logging.WARNING)
     bare, guarded, resigning = bare_app(), guarded_app(), guarded_app()
     # A client's cookie is at most a second old when it comes back within the
     # second: the session is checked but not re-signed. The clock stands still
     # at the second the cookie was made.
     cookie = session_cookie(guarded)
     made_at = float(int(time.time()))
-    guarded.extensions["resilience"].time_source = lambda: made_at
+    guard_state(guarded).time_source = lambda: made_at
     calls = {
         "bare": wsgi_caller(bare, "/docs", HTTP_COOKIE=session_cookie(bare)),
         "guarded": wsgi_caller(guarded, "/docs", HTTP_COOKIE=cookie),

@@ -97,7 +97,6 @@ def stop_monitor(app: Flask) -> None:
 
 
 def rows(scale: float = 1.0) -> list[Row]:
-    logging.getLogger("flask_resilience").setLevel(logging.WARNING)
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     apps = contenders()
     calls = {name: wsgi_caller(app) for name, app in apps.items()}
