@@ -18,10 +18,11 @@ from flask import current_app
 from .errors import DatabaseUnavailable, RequestDeadlineExceeded
 from .state import get_state
 
-# SQLSTATE of a statement cancelled by statement_timeout (PostgreSQL), and the
-# error numbers of MySQL's max_execution_time and MariaDB's max_statement_time.
+# SQLSTATE of a statement cancelled (PostgreSQL's statement_timeout or a cancel
+# request), and the error numbers of MySQL's max_execution_time, MariaDB's
+# max_statement_time and a query ended by KILL QUERY.
 _QUERY_CANCELLED = "57014"
-_MYSQL_TIMEOUT_ERRORS = frozenset({3024, 1969})
+_MYSQL_TIMEOUT_ERRORS = frozenset({3024, 1969, 1317})
 # PostgreSQL: connection exceptions (class 08), too many connections, and the
 # server shutting down or starting up.
 _PG_CONNECTION_CLASS = "08"

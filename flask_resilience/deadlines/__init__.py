@@ -1,10 +1,12 @@
-"""Request deadlines, enforced where the time goes: in the database.
+"""Request deadlines: each request's budget, and where it is enforced.
 
-Python cannot stop a thread, so a deadline cannot interrupt arbitrary code. What
-holds a worker for minutes is nearly always a slow statement, and databases can
-cancel those: every transaction begun during a request is given the time left
-(PostgreSQL ``SET LOCAL statement_timeout``, MySQL ``max_execution_time``,
-MariaDB ``max_statement_time``). A cancelled statement is answered 504.
+A request has ``RESILIENCE_REQUEST_TIMEOUT`` seconds from its arrival (a view may
+have its own, ``@request_timeout``; a block may narrow it, ``query_timeout``).
+What holds a worker for minutes is nearly always a slow statement, and databases
+can cancel those: every statement is bounded by the deadline (:mod:`.statements`)
+and answered 504 when cancelled. Outbound calls are bounded by the time left
+(``flask_resilience.outbound``); with ``RESILIENCE_INTERRUPT_ON_DEADLINE`` the
+request itself is interrupted at its deadline (:mod:`.interruption`).
 
 Only requests that came through the app's WSGI entry have a deadline, counted
 from the moment they arrived there: an app context of a command or a job, or a
@@ -22,13 +24,11 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
-from .errors import RequestDeadlineExceeded
-from .log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
-from .state import FinishHook, ResilienceState, find_state
+from ..log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
+from ..state import FinishHook, ResilienceState, find_state
+from . import statements
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -38,8 +38,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # A deadline narrowed by query_timeout(); the request's own comes from its start.
 _narrowed: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
-_TIMEOUT_SET = "flask_resilience_timeout_set"
-_TIMED_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 # The smallest budget any view was given: below it no request can have overrun.
 _shortest_view_budget = math.inf
 
@@ -118,11 +116,10 @@ def _request_deadline() -> float | None:
 
 
 def init_app(app: Flask, state: ResilienceState) -> None:
-    # The deadline is worked out when a transaction begins, not in a hook run on
-    # every request: most requests of most apps never need it.
-    db = state.db
-    if db is not None and not event.contains(db.session, "after_begin", _limit_transaction):
-        event.listen(db.session, "after_begin", _limit_transaction)
+    if state.db is not None:
+        # Worked out when a statement starts, not in a hook run on every request:
+        # most requests of most apps never need it.
+        statements.enforce(_current_deadline)
     state.finish_hooks.append(overrun_logger(app, state.settings.request_timeout))
 
 
@@ -159,30 +156,3 @@ def _view_budget(app: Flask, environ: WSGIEnvironment, default: float | None) ->
     view = app.view_functions.get(str(endpoint))
     budget: float | None = getattr(view, "_resilience_timeout", default)
     return budget
-
-
-def _limit_transaction(_session: Any, _transaction: Any, connection: Connection) -> None:
-    """Give a transaction that just began the time left, or refuse it if none is."""
-    dialect = connection.dialect
-    if dialect.name not in _TIMED_DIALECTS:
-        return  # no statement timeout to give it: nothing is refused either
-    remaining = remaining_time()
-    if remaining is None:
-        if connection.info.pop(_TIMEOUT_SET, False):  # MySQL keeps it per connection
-            _set_mysql_timeout(connection, 0)
-        return
-    if remaining <= 0:
-        raise RequestDeadlineExceeded("The request took longer than its time limit.")
-    milliseconds = max(1, int(remaining * 1000))
-    if dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
-    else:
-        _set_mysql_timeout(connection, milliseconds)
-        connection.info[_TIMEOUT_SET] = True
-
-
-def _set_mysql_timeout(connection: Connection, milliseconds: int) -> None:
-    if getattr(connection.dialect, "is_mariadb", False):
-        connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")
-    else:
-        connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
