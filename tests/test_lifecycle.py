@@ -20,7 +20,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, lifecycle
-from tests.servers import free_port, port_is_open, wait_until
+from tests.servers import free_port, gunicorn_options, port_is_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -252,7 +252,7 @@ def _gunicorn(port: int, *options: str) -> list[str]:
         f"127.0.0.1:{port}",
         "--workers",
         "2",
-        "--no-control-socket",
+        *gunicorn_options(),
         *options,
         "tests.lifecycle_app:create_app()",
     ]
