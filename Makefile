@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench loadtest chaos soak fuzz clean \
+.PHONY: demo test test-oldest lint typecheck pytest bench loadtest chaos soak fuzz clean \
 	system-packages system-libmagic
 
 # --- System packages ----------------------------------------------------------
@@ -79,6 +79,27 @@ pytest: $(STAMP) | system-packages
 
 test: system-packages lint typecheck pytest
 
+# The suite again in .venv-oldest, with every direct dependency (the dev extra's
+# included) at the lowest version pyproject.toml allows: uv's lowest-direct
+# resolution. Packages that those depend on get their newest compatible version.
+OLDEST_VENV := .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
+OLDEST_PYTHON ?= $(PYTHON)
+
+$(BIN)/uv: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+
+$(OLDEST_STAMP): pyproject.toml | $(BIN)/uv
+	rm -rf $(OLDEST_VENV)
+	$(BIN)/uv venv --quiet --python $(OLDEST_PYTHON) $(OLDEST_VENV)
+	$(BIN)/uv pip install --quiet --python $(OLDEST_VENV)/bin/python \
+	  --resolution lowest-direct -e '.[dev]'
+	@touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP) | system-packages
+	$(BIN)/uv pip list --python $(OLDEST_VENV)/bin/python
+	$(OLDEST_VENV)/bin/pytest
+
 bench: $(STAMP) | system-libmagic
 	$(BIN)/python -m bench
 
@@ -109,4 +130,4 @@ demo: $(STAMP) | system-libmagic
 	$(BIN)/gunicorn --config example_app/gunicorn.conf.py 'example_app:create_app()'
 
 clean:
-	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
