@@ -88,6 +88,7 @@ OLDEST_PYTHON ?= $(PYTHON)
 
 $(BIN)/uv: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	@touch $@
 
 $(OLDEST_STAMP): pyproject.toml | $(BIN)/uv
 	rm -rf $(OLDEST_VENV)
