@@ -165,7 +165,8 @@ def _options(
 
     def log_retry(retry_state: tenacity.RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
-        seconds = retry_state.upcoming_sleep
+        # next_action rather than upcoming_sleep, which tenacity only has from 8.3.
+        seconds = retry_state.next_action.sleep if retry_state.next_action else 0.0
         logger.warning(
             "%s failed (%r); retry %d of %d in %.2f s.",
             name,

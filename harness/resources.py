@@ -53,9 +53,11 @@ def sample(process: psutil.Process, seconds: float, port: int) -> Sample:
 
 
 def client_sockets(process: psutil.Process, port: int) -> int:
+    # net_connections() from psutil 6.0; connections() in the older ones pyproject.toml allows.
+    connections = getattr(process, "net_connections", None) or process.connections
     return sum(
         1
-        for connection in process.net_connections(kind="tcp")
+        for connection in connections(kind="tcp")
         if connection.laddr and connection.laddr.port == port and connection.raddr
     )
 

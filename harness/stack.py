@@ -24,7 +24,14 @@ from types import TracebackType
 import psutil
 import requests
 
-from tests.servers import LOCALHOST, PostgresServer, RedisServer, free_port, wait_until
+from tests.servers import (
+    LOCALHOST,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    gunicorn_options,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -81,8 +88,7 @@ class Stack:
             str(self.workers),
             "--bind",
             f"{LOCALHOST}:{self.port}",
-            # One control socket per user otherwise: two stacks at once would share it.
-            "--no-control-socket",
+            *gunicorn_options(),
             *self.gunicorn_args,
             "example_app:create_app()",
         ]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, settings
 
+from flask_resilience.health.monitor import Monitor
 from tests.servers import (
     PostgresServer,
     RedisServer,
@@ -206,6 +208,28 @@ def redis_url(_redis_shared: tuple[str, RedisServer | None]) -> str:
 # ===========================================================================
 # Applications
 # ===========================================================================
+
+
+@pytest.fixture(autouse=True)
+def _stop_monitor_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stop every health monitor thread that the test started, when it ends.
+
+    An app that serves a request outside testing mode starts its monitor's thread,
+    which samples until the app is garbage collected: that can be tests later, where
+    what it logs ("error_rate is critical") lands in another test's ``caplog``.
+    """
+    # Weakly: a test may check that an app nobody holds takes its thread with it.
+    started: weakref.WeakSet[Monitor] = weakref.WeakSet()
+    start = Monitor.start
+
+    def recording_start(monitor: Monitor) -> None:
+        started.add(monitor)
+        start(monitor)
+
+    monkeypatch.setattr(Monitor, "start", recording_start)
+    yield
+    for monitor in list(started):
+        monitor.stop()
 
 
 @pytest.fixture

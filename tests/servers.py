@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.metadata
 import os
 import pwd
 import shutil
@@ -44,6 +45,7 @@ import psutil
 import psycopg
 import pytest
 import redis as redis_lib
+from packaging.version import Version
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
@@ -124,6 +126,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def gunicorn_options() -> list[str]:
+    """Options for every gunicorn that the tests and the harnesses start.
+
+    From 25.1 gunicorn opens a control socket at one path per user
+    (``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``), which two
+    servers at once would share; older releases open none and lack the option.
+    """
+    try:
+        installed = Version(importlib.metadata.version("gunicorn"))
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return ["--no-control-socket"] if installed >= Version("25.1") else []
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

@@ -24,8 +24,9 @@ from tests.health_helpers import skip_or_fail, stop_monitors, wait_until
 
 __all__ = ["stop_monitors"]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+# Debian's names first (`make test` installs them there); Fedora calls it chromium-browser.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if CHROMIUM is None or CHROMEDRIVER is None:
         skip_or_fail("Chromium is missing: apt-get install chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

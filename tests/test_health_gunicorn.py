@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.health_apps import TOKEN
 from tests.health_helpers import free_port, skip_or_fail, stop_monitors, wait_until
+from tests.servers import gunicorn_options
 
 __all__ = ["stop_monitors"]
 
@@ -61,6 +62,7 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
     }
     command = [str(executable), "--workers", "2", "--bind", f"127.0.0.1:{port}"]
     command += [
+        *gunicorn_options(),
         "--pythonpath",
         str(ROOT),
         "--graceful-timeout",

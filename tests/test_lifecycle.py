@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from flask_resilience import Resilience, lifecycle
 from flask_resilience.circuit import Breakers
 from flask_resilience.state import get_state
-from tests.servers import free_port, port_is_open, wait_until
+from tests.servers import free_port, gunicorn_options, port_is_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -254,7 +254,7 @@ def _gunicorn(port: int, *options: str) -> list[str]:
         f"127.0.0.1:{port}",
         "--workers",
         "2",
-        "--no-control-socket",
+        *gunicorn_options(),
         *options,
         "tests.lifecycle_app:create_app()",
     ]

@@ -64,6 +64,17 @@ def test_unknown_url_is_a_404_problem(app: Flask) -> None:
     assert body["type"] == "about:blank"
 
 
+def test_an_int_segment_too_long_to_convert_is_a_404_problem(app: Flask) -> None:
+    # int() refuses text of over 4,300 digits; Werkzeug before 3.1.9 let that be a 500.
+    @app.get("/items/<int:number>")
+    def item(number: int) -> str:
+        return str(number)
+
+    client = app.test_client()
+    assert client.get("/items/" + "9" * 4000).status_code == 200
+    assert_problem(client.get("/items/" + "9" * 5000), 404)
+
+
 def test_wrong_method_keeps_the_allow_header(app: Flask) -> None:
     response = app.test_client().delete("/boom")
     assert_problem(response, 405)

@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from flask_resilience import Resilience, ResilienceWarning, StartupCheckFailed, startup
 from flask_resilience.cli import resilience_group
 from flask_resilience.state import HealthCheck
-from tests.servers import PostgresServer, free_port, port_is_open, wait_until
+from tests.servers import PostgresServer, free_port, gunicorn_options, port_is_open, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -274,7 +274,7 @@ def test_a_worker_replaced_while_the_database_is_down_starts_and_the_server_stay
         f"127.0.0.1:{port}",
         "--workers",
         "2",
-        "--no-control-socket",
+        *gunicorn_options(),
         "tests.startup_app:create_app()",
     ]
     env = {**os.environ, "STARTUP_DATABASE_URL": pg.url, "PYTHONPATH": str(ROOT)}

@@ -295,6 +295,10 @@ def test_no_request_breaks_a_route(fuzzer: Fuzzer, route: Route, data: st.DataOb
 @pytest.mark.parametrize("backend", ["postgres"])
 @fuzz_settings(EXAMPLES_ON_POSTGRES)
 @given(data=st.data())
-def test_no_request_breaks_the_app_on_postgresql(fuzzer: Fuzzer, data: st.DataObject) -> None:
+def test_no_request_breaks_the_app_on_postgresql(
+    fuzzer: Fuzzer,
+    backend: str,  # named for pytest before 9, which parametrizes only a test's own arguments
+    data: st.DataObject,
+) -> None:
     route = data.draw(st.sampled_from(ROUTES), label="route")
     fuzzer.exchange(data.draw(requests_for(route), label="request"), route)
