@@ -252,7 +252,10 @@ def test_query_timeout_works_outside_requests(
     app = database_app(make_app, postgres_url)
     db = app.extensions["sqlalchemy"]
     with app.app_context():
-        with query_timeout(0.2), pytest.raises(sa.exc.OperationalError, match="canceling statement"):
+        with (
+            query_timeout(0.2),
+            pytest.raises(sa.exc.OperationalError, match="canceling statement"),
+        ):
             db.session.execute(sa.text("SELECT pg_sleep(2)"))
         db.session.rollback()
         assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
