@@ -15,6 +15,7 @@ STAMP := $(VENV)/.installed-stamp
 #   libmagic      upload validation (the extension, the demo, the tests, the harnesses)
 #   chromium      headless Chromium and its driver (the dashboard test)
 #   promtool      from Prometheus (the metrics tests)
+#   mariadb       mariadbd and mariadb-install-db (the MySQL/MariaDB deadline tests)
 # `$(call system-packages,NAMES)` checks each of NAMES. As root with apt-get, the
 # missing ones are installed (one `apt-get update`, then `apt-get install -y`);
 # anywhere else it stops with the command that installs them.
@@ -33,6 +34,10 @@ for need in $(1); do \
     promtool) \
       command -v promtool >/dev/null \
         || { deb="$$deb prometheus"; dnf="$$dnf golang-github-prometheus"; brew="$$brew prometheus"; } ;; \
+    mariadb) \
+      { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } \
+        && command -v mariadb-install-db >/dev/null \
+        || { deb="$$deb mariadb-server"; dnf="$$dnf mariadb-server"; brew="$$brew mariadb"; } ;; \
   esac; \
 done; \
 if [ -n "$$deb" ]; then \
@@ -53,7 +58,7 @@ endef
 
 # Everything `make test` needs.
 system-packages:
-	$(call system-packages,libmagic chromium promtool)
+	$(call system-packages,libmagic chromium promtool mariadb)
 
 # All that the extension itself needs: the demo and the harnesses.
 system-libmagic:

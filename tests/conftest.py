@@ -17,11 +17,13 @@ from hypothesis import HealthCheck, settings
 
 from flask_resilience.health.monitor import Monitor
 from tests.servers import (
+    MariaDBServer,
     PostgresServer,
     RedisServer,
     create_database,
     drop_database,
     flush_redis,
+    mariadb_unavailable_reason,
     normalize_postgres_url,
     postgres_unavailable_reason,
     redis_unavailable_reason,
@@ -148,6 +150,24 @@ def postgres_url(_postgres_shared: tuple[str, PostgresServer | None]) -> Iterato
         yield database_url
     finally:
         drop_database(url, name)
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A throwaway MariaDB server for the session; its ``url`` is the ``test`` database."""
+    reason = mariadb_unavailable_reason()
+    if reason is not None:
+        skip_or_fail(reason)
+    server = MariaDBServer(_server_base_dir())
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psutil
 import psycopg
@@ -819,6 +819,150 @@ class RedisServer(_Server):
         self._wait_port_closed()
 
 
+def mariadb_unavailable_reason() -> str | None:
+    """Why no throwaway MariaDB can be started here, or ``None``."""
+    missing = [name for name in ("mariadb-install-db", "mariadbd") if _mariadb_tool(name) is None]
+    if missing:
+        return (
+            f"{' and '.join(missing)} not found: install MariaDB"
+            " (apt-get install mariadb-server)"
+        )
+    return None
+
+
+def _mariadb_tool(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+
+
+class MariaDBServer(_Server):
+    """A private ``mariadbd`` on a free loopback port, its data in a temporary folder.
+
+    ``mariadb-install-db`` makes the system tables once; ``root`` has no password.
+    """
+
+    name = "mariadb"
+    database = "test"
+
+    def __init__(self, base_dir: Path) -> None:
+        super().__init__(base_dir)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._installed = False
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the ``test`` database, through PyMySQL."""
+        return f"mysql+pymysql://root@{LOCALHOST}:{self.port}/{self.database}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "mariadb.log"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _install(self) -> None:
+        installer = _mariadb_tool("mariadb-install-db")
+        assert installer is not None
+        done = subprocess.run(
+            [
+                installer,
+                "--no-defaults",
+                f"--datadir={self.root / 'data'}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT * 4,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed:\n{done.stdout}\n{done.stderr}")
+        self._installed = True
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start mariadbd (on the same port and data as before, if any) and wait for it."""
+        if self.is_running():
+            return
+        if not self._installed:
+            self._install()
+        server = _mariadb_tool("mariadbd")
+        assert server is not None
+        self._claim_port()
+        cmd = [
+            server,
+            "--no-defaults",
+            f"--datadir={self.root / 'data'}",
+            f"--port={self.port}",
+            f"--bind-address={LOCALHOST}",
+            f"--socket={self.root / 'mariadb.sock'}",
+            f"--pid-file={self.root / 'mariadb.pid'}",
+            "--user=root",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+        ]
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if not wait_until(lambda: not self.is_running() or self._answers(), timeout * 2):
+            self.kill()
+            raise RuntimeError(f"mariadbd did not start:\n{log_tail(self.log_file)}")
+        if not self.is_running():
+            raise RuntimeError(f"mariadbd exited at start:\n{log_tail(self.log_file)}")
+        self._execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+
+    def _connect(self) -> Any:
+        import pymysql
+
+        return pymysql.connect(
+            host=LOCALHOST, port=self.port, user="root", password="", connect_timeout=2
+        )
+
+    def _answers(self) -> bool:
+        try:
+            self._connect().close()
+        except Exception:
+            return False
+        return True
+
+    def _execute(self, statement: str) -> None:
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            connection.close()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (a clean shutdown); SIGKILL if it hangs."""
+        if self._proc is None:
+            return
+        if self.is_running():
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc.wait(timeout=timeout)
+        self._proc = None
+        self._wait_port_closed()
+
+    def kill(self) -> None:
+        if self._proc is None:
+            return
+        if self.is_running():
+            self._proc.kill()
+        self._proc.wait(timeout=STOP_TIMEOUT)
+        self._proc = None
+        self._wait_port_closed()
+
+
 @atexit.register
 def _cleanup_leftover_servers() -> None:
     """Safety net: never leave server processes behind, whatever happened."""
@@ -828,6 +972,7 @@ def _cleanup_leftover_servers() -> None:
 
 
 __all__ = [
+    "MariaDBServer",
     "PostgresServer",
     "RedisServer",
     "create_database",
@@ -836,6 +981,7 @@ __all__ = [
     "flush_redis",
     "free_port",
     "libpq_conninfo",
+    "mariadb_unavailable_reason",
     "normalize_postgres_url",
     "port_is_open",
     "postgres_unavailable_reason",

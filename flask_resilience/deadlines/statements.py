@@ -34,6 +34,7 @@ logger = ExtensionLogger("deadlines")
 
 TIMED_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 _ARMED = "flask_resilience.deadline"
+_CANCELLED = "flask_resilience.cancelled"
 _listening = False
 _listen_lock = threading.Lock()
 # One small engine per database to send KILL QUERY from, made on first need.
@@ -63,33 +64,50 @@ def enforce(current_deadline: Callable[[], float | None]) -> None:
             return
         if deadline <= time.perf_counter():
             raise RequestDeadlineExceeded("The request took longer than its time limit.")
+        conn.info.pop(_CANCELLED, None)
         conn.info[_ARMED] = watch.arm(deadline, _canceller(conn))
 
     def statement_ended(conn: Connection, *_: Any) -> None:
-        token = conn.info.pop(_ARMED, None)
-        if token is not None:
-            watch.disarm(token)
+        disarm(conn)
+        # MySQL's SLEEP() and a few others end early and quietly when killed: the
+        # statement was still cut short, and the request has no time left.
+        if conn.info.pop(_CANCELLED, False):
+            raise RequestDeadlineExceeded("The request took longer than its time limit.")
 
     def statement_failed(context: sa.engine.ExceptionContext) -> None:
         if context.connection is not None:
-            statement_ended(context.connection)
+            disarm(context.connection)
+            context.connection.info.pop(_CANCELLED, None)
 
     event.listen(Engine, "before_cursor_execute", before_statement)
     event.listen(Engine, "after_cursor_execute", statement_ended)
     event.listen(Engine, "handle_error", statement_failed)
 
 
+def disarm(conn: Connection) -> None:
+    token = conn.info.pop(_ARMED, None)
+    if token is not None:
+        watch.disarm(token)
+
+
 def _canceller(conn: Connection) -> Callable[[], None]:
-    """How to cancel what ``conn`` is running, from another thread."""
+    """How to cancel what ``conn`` is running, from the watch's thread."""
     dbapi_connection: Any = conn.connection.dbapi_connection
+    info = conn.info
     if conn.dialect.name == "postgresql":
-        return dbapi_connection.cancel  # type: ignore[no-any-return]
-    thread_id = dbapi_connection.thread_id()
+
+        def cancel() -> None:
+            info[_CANCELLED] = True
+            dbapi_connection.cancel()
+
+        return cancel
+    thread_id = int(dbapi_connection.thread_id())
     url = conn.engine.url
 
     def kill_query() -> None:
+        info[_CANCELLED] = True
         with _killer(url).connect() as killer:
-            killer.exec_driver_sql(f"KILL QUERY {int(thread_id)}")
+            killer.exec_driver_sql(f"KILL QUERY {thread_id}")
 
     return kill_query
 
