@@ -381,6 +381,12 @@ class Settings:
         check_number(minimum=0.001, optional=True),
         "Seconds a request may spend; enforced on its database statements. None: no limit.",
     )
+    interrupt_on_deadline: bool = setting(
+        False,
+        check_bool,
+        "Interrupt a request still running at its deadline and answer 504 (see"
+        " docs/deadlines.md for what can be interrupted).",
+    )
     max_queue_time: float | None = setting(
         None,
         check_number(minimum=0.001, optional=True),

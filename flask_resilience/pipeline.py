@@ -19,6 +19,10 @@ the order the parts were set up in:
 ``request_id``
     The request's id and arrival time (the deadline's clock), before anything in
     the app can fail; every response is stamped with the id.
+``deadline``
+    With ``RESILIENCE_INTERRUPT_ON_DEADLINE``: the request is interrupted at its
+    deadline and answered 504 here, inside the id (its answer carries it) and
+    outside Flask (whose teardown runs first, its session released).
 ``session_guard``
     Innermost, next to Flask: keeps the session interface wrapped when another
     extension replaced it, and the session checks installed when a validator is
@@ -64,7 +68,15 @@ from flask.typing import ResponseReturnValue
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-LAYERS = ("settle", "liveness", "in_flight", "proxies", "request_id", "session_guard")
+LAYERS = (
+    "settle",
+    "liveness",
+    "in_flight",
+    "proxies",
+    "request_id",
+    "deadline",
+    "session_guard",
+)
 """The WSGI layers, outermost first; the module's docstring says why each sits there."""
 
 Layer = Callable[["WSGIApplication"], "WSGIApplication"]

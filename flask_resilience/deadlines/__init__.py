@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
 from ..state import FinishHook, ResilienceState, find_state
-from . import statements
+from . import interruption, statements
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -120,7 +120,15 @@ def init_app(app: Flask, state: ResilienceState) -> None:
         # Worked out when a statement starts, not in a hook run on every request:
         # most requests of most apps never need it.
         statements.enforce(_current_deadline)
-    state.finish_hooks.append(overrun_logger(app, state.settings.request_timeout))
+    default = state.settings.request_timeout
+    state.finish_hooks.append(overrun_logger(app, default))
+    if state.settings.interrupt_on_deadline:
+        state.path.add_layer(
+            "deadline",
+            interruption.interrupting_layer(
+                app, lambda environ: _view_budget(app, environ, default)
+            ),
+        )
 
 
 def overrun_logger(app: Flask, default: float | None) -> FinishHook:
@@ -135,6 +143,8 @@ def overrun_logger(app: Flask, default: float | None) -> FinishHook:
     def note_overrun(environ: WSGIEnvironment, elapsed: float) -> None:
         if elapsed < min(default or math.inf, _shortest_view_budget):
             return
+        if environ.get(interruption.INTERRUPTED):
+            return  # logged as an interruption already
         budget = _view_budget(app, environ, default)
         if budget is not None and elapsed > budget:
             log.warning(
@@ -148,7 +158,9 @@ def overrun_logger(app: Flask, default: float | None) -> FinishHook:
     return note_overrun
 
 
-def _view_budget(app: Flask, environ: WSGIEnvironment, default: float | None) -> float | None:
+def _view_budget(
+    app: Flask, environ: WSGIEnvironment, default: float | None = None
+) -> float | None:
     try:
         endpoint, _ = app.url_map.bind_to_environ(environ).match()
     except HTTPException:
