@@ -46,6 +46,10 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         REMEMBER_COOKIE_SAMESITE="Lax",
         # Flask-Limiter's limit shared by every route: 100 requests a minute per client.
         RATELIMIT_APPLICATION="100 per minute",
+        # Ten seconds a request, its statements and outbound calls included; one still
+        # running then is interrupted and answered 504 (gunicorn's timeout is longer).
+        RESILIENCE_REQUEST_TIMEOUT=10,
+        RESILIENCE_INTERRUPT_ON_DEADLINE=True,
     )
     if redis_url := os.environ.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = redis_url

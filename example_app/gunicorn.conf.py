@@ -15,8 +15,9 @@ bind = "127.0.0.1:5000"
 # Sync workers handle one request each; two let one stay responsive while the
 # other waits on a slow outbound call.
 workers = 2
-# A worker silent this long is killed and replaced; generous next to the
-# 2-second outbound timeout, short enough that a hung worker comes back soon.
+# A worker silent this long is killed and replaced: well above the app's 10-second
+# request deadline, at which the extension interrupts a request itself and the
+# worker goes on serving, so this only catches a worker stuck in C code.
 timeout = 30
 graceful_timeout = 30  # at least RESILIENCE_SHUTDOWN_TIMEOUT (30 s)
 # Recycling workers now and then bounds the damage of a slow memory leak; the
