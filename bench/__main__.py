@@ -23,6 +23,7 @@ MODULES = (
     "bench.uploads",
     "bench.guards",
     "bench.health",
+    "bench.deadlines",
 )
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SMOKE_SCALE = 0.05

@@ -90,11 +90,12 @@ def query_timeout(seconds: float) -> Iterator[None]:
 
 def remaining_time() -> float | None:
     """Seconds left before the current deadline, or ``None`` when there is none."""
-    deadline = _current_deadline()
+    deadline = current_deadline()
     return None if deadline is None else deadline - time.perf_counter()
 
 
-def _current_deadline() -> float | None:
+def current_deadline() -> float | None:
+    """The current deadline as a ``time.perf_counter()`` value, or ``None`` without one."""
     narrowed = _narrowed.get()
     for_request = _request_deadline() if has_request_context() else None
     if narrowed is None or for_request is None:
@@ -119,7 +120,7 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     if state.db is not None:
         # Worked out when a statement starts, not in a hook run on every request:
         # most requests of most apps never need it.
-        statements.enforce(_current_deadline)
+        statements.enforce(current_deadline)
     default = state.settings.request_timeout
     state.finish_hooks.append(overrun_logger(app, default))
     if state.settings.interrupt_on_deadline:
