@@ -43,6 +43,8 @@ class BulkheadFull(ProblemError, ServiceUnavailable):
     The bulkhead's name is kept on the exception (``bulkhead``), not in the response.
     """
 
+    kind = "bulkhead-full"
+
     def __init__(self, bulkhead: str, retry_after: int = 1) -> None:
         super().__init__(
             f"The server is busy with this kind of request; try again in {retry_after} s.",

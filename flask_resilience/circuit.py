@@ -79,6 +79,8 @@ class CircuitOpen(ProblemError, ServiceUnavailable, pybreaker.CircuitBreakerErro
         ``retry_after`` on the exception holds them rounded up.
     """
 
+    kind = "breaker-open"
+
     def __init__(self, breaker: str, retry_after: float) -> None:
         seconds = max(1, math.ceil(retry_after))
         super().__init__(

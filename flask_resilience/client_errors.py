@@ -36,9 +36,13 @@ _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.I
 class InvalidClientReport(ProblemError, BadRequest):
     """The body is not a client error report."""
 
+    kind = "client-report-invalid"
+
 
 class ClientReportTooLarge(ProblemError, RequestEntityTooLarge):
     """The report is larger than the endpoint takes."""
+
+    kind = "client-report-too-large"
 
 
 def init_app(app: Flask, state: ResilienceState) -> None:

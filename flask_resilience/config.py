@@ -98,6 +98,12 @@ def check_str_list(key: str, value: Any) -> tuple[str, ...]:
     raise wrong_value(key, value, "a list of strings")
 
 
+def check_nonempty_str(key: str, value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise wrong_value(key, value, "a non-empty string")
+
+
 def check_optional_str(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value):
         return value
@@ -353,6 +359,12 @@ class Settings:
         check_choice("auto", "json", "html", "off"),
         "auto: HTML for browsers outside the API prefixes, else problem+json; off: Flask's"
         " own error pages, the extension answers no error itself.",
+    )
+    problem_type_base: str = setting(
+        "urn:flask-resilience:problem:",
+        check_nonempty_str,
+        "Prefix of the type URI of the extension's problem documents; each kind of"
+        " problem is named after it (docs/problems.md).",
     )
     log_json: bool = setting(
         False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from werkzeug.exceptions import (
     Forbidden,
@@ -60,10 +60,20 @@ class ProblemError(HTTPException):
 
         raise UploadRejected("Not an image.", errors=[{"field": "file", ...}])
 
+    Its ``type`` is ``RESILIENCE_PROBLEM_TYPE_BASE`` followed by the class's
+    ``kind`` (``urn:flask-resilience:problem:rate-limited``), or the class's own
+    absolute ``problem_type`` URI; a class with neither is ``about:blank``, which
+    RFC 9457 keeps for problems that say no more than their status.
+
     :param detail: the problem's ``detail``: safe to show to the client.
     :param headers: extra response headers, such as ``Retry-After``.
     :param members: extra members of the problem document, such as ``errors``.
     """
+
+    kind: ClassVar[str | None] = None
+    """The problem's name under ``RESILIENCE_PROBLEM_TYPE_BASE``; docs/problems.md lists them."""
+    problem_type: ClassVar[str | None] = None
+    """An absolute ``type`` URI of the class's own, which wins over ``kind``."""
 
     def __init__(
         self, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **members: Any
@@ -76,9 +86,13 @@ class ProblemError(HTTPException):
 class DatabaseUnavailable(ProblemError, ServiceUnavailable):
     """The database could not be reached, or no pooled connection came free in time."""
 
+    kind = "dependency-unavailable"
+
 
 class RequestDeadlineExceeded(ProblemError, GatewayTimeout):
     """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``)."""
+
+    kind = "deadline-exceeded"
 
 
 class Unauthenticated(ProblemError, Unauthorized):
@@ -88,12 +102,16 @@ class Unauthenticated(ProblemError, Unauthorized):
     ``session-required``.
     """
 
+    kind = "unauthenticated"
+
 
 class PermissionDenied(ProblemError, Forbidden):
     """The user is authenticated but not allowed to do this: 403.
 
     Its ``reason`` member names the guard: ``permission``, ``role`` or ``organization``.
     """
+
+    kind = "permission-denied"
 
 
 class RateLimited(ProblemError, TooManyRequests):
@@ -103,6 +121,8 @@ class RateLimited(ProblemError, TooManyRequests):
     and ``app.errorhandler(RateLimitExceeded)`` keep working); this class only
     renders the answer it carries: the ``limit`` member and ``Retry-After``.
     """
+
+    kind = "rate-limited"
 
 
 class StartupCheckFailed(RuntimeError):

@@ -125,7 +125,7 @@ def problem_response(error: HTTPException, original: BaseException | None = None
 def problem_body(error: HTTPException, original: BaseException | None = None) -> dict[str, Any]:
     status = error.code or 500
     body: dict[str, Any] = {
-        "type": getattr(error, "problem_type", "about:blank"),
+        "type": problem_type(error),
         "title": _title(status),
         "status": status,
         "detail": _detail(error, original),
@@ -135,6 +135,17 @@ def problem_body(error: HTTPException, original: BaseException | None = None) ->
     if isinstance(error, ProblemError):
         body.update(_safe_members(error.members))
     return body
+
+
+def problem_type(error: HTTPException) -> str:
+    """The ``type`` URI of ``error``'s problem document (see :class:`ProblemError`)."""
+    if not isinstance(error, ProblemError):
+        return "about:blank"
+    if error.problem_type:
+        return error.problem_type
+    if error.kind:
+        return get_state(current_app).settings.problem_type_base + error.kind
+    return "about:blank"
 
 
 def _title(status: int) -> str:

@@ -38,6 +38,8 @@ _UNITS = ((1e14, 1e-6), (1e11, 1e-3), (0.0, 1.0))
 class Overloaded(ProblemError, ServiceUnavailable):
     """The request waited longer than ``RESILIENCE_MAX_QUEUE_TIME``: 503, try again soon."""
 
+    kind = "overloaded"
+
 
 def arrival_time(header: str) -> float | None:
     """The epoch seconds in an ``X-Request-Start`` value (``t=1700000000.123`` or bare).

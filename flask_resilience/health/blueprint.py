@@ -34,9 +34,13 @@ HEALTH_JSON = "application/health+json"
 class HealthUnauthorized(ProblemError, Unauthorized):
     """No valid credentials for a protected health endpoint."""
 
+    kind = "health-credentials-missing"
+
 
 class HealthForbidden(ProblemError, Forbidden):
     """Credentials were given but do not open this health endpoint."""
+
+    kind = "health-credentials-refused"
 
 
 def _state() -> ResilienceState:

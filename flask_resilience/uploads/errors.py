@@ -35,21 +35,31 @@ class InsufficientStorage(HTTPException):
 class UploadInvalid(ProblemError, BadRequest):
     """400: a file is missing, empty, badly named, or the multipart body is malformed."""
 
+    kind = "upload-invalid"
+
 
 class UploadTooLarge(ProblemError, RequestEntityTooLarge):
     """413: a file is larger than its policy allows."""
+
+    kind = "upload-too-large"
 
 
 class UploadTypeNotAllowed(ProblemError, UnsupportedMediaType):
     """415: a file's extension or content is not allowed, or the two disagree."""
 
+    kind = "upload-type-not-allowed"
+
 
 class UploadStorageFull(ProblemError, InsufficientStorage):
     """507: the disk (or the quota) is full; nothing was kept."""
 
+    kind = "upload-storage-full"
+
 
 class UploadNotStored(ProblemError, InternalServerError):
     """500: the file could not be written (permissions, read-only disk...); nothing was kept."""
+
+    kind = "upload-not-stored"
 
 
 STATUS_ERRORS: dict[int, type[ProblemError]] = {
