@@ -360,6 +360,12 @@ class Settings:
         "auto: HTML for browsers outside the API prefixes, else problem+json; off: Flask's"
         " own error pages, the extension answers no error itself.",
     )
+    ratelimit_headers: str = setting(
+        "legacy",
+        check_choice("legacy", "ietf", "both"),
+        "Rate-limit headers: legacy X-RateLimit-*, the IETF draft's RateLimit-Policy and"
+        " RateLimit, or both.",
+    )
     problem_type_base: str = setting(
         "urn:flask-resilience:problem:",
         check_nonempty_str,

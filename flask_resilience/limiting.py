@@ -95,12 +95,16 @@ def init_app(app: Flask, state: ResilienceState, limiter: Limiter) -> None:
             " uninitialised: Resilience(app, limiter=Limiter(key_func))."
         )
     else:
-        fill_defaults(app.config)
+        headers = state.settings.ratelimit_headers
+        fill_defaults(app.config, legacy_headers=headers != "ietf")
+        limited = app.config.get(ConfigVars.ENABLED, True)
         scratch = app.config[ConfigVars.HEADER_RETRY_AFTER] == _SCRATCH_HEADER
-        if scratch and app.config.get(ConfigVars.ENABLED, True):
+        if scratch and limited:
             # Registered before Flask-Limiter's own hook, so it runs after it. Only
             # with limits on: a hook costs every request a few microseconds.
             app.after_request(_drop_scratch_header)
+        if headers != "legacy" and limited:
+            app.after_request(partial(add_ietf_headers, limiter))
         before = list(app.before_request_funcs.get(None, ()))
         limiter.init_app(app)
         _move_to_gate(app, state, before)
@@ -138,9 +142,9 @@ def _move_to_gate(app: Flask, state: ResilienceState, before: list[Callable[[], 
         state.path.add_gate(gate)
 
 
-def fill_defaults(config: dict[str, Any]) -> None:
+def fill_defaults(config: dict[str, Any], *, legacy_headers: bool = True) -> None:
     defaults: Mapping[str, Any] = {
-        ConfigVars.HEADERS_ENABLED: True,
+        ConfigVars.HEADERS_ENABLED: legacy_headers,
         ConfigVars.SWALLOW_ERRORS: True,
         ConfigVars.IN_MEMORY_FALLBACK_ENABLED: True,
         # Explicit, so that Flask-Limiter does not warn; ours warns when it matters.
@@ -164,6 +168,37 @@ def _bound_redis_timeouts(config: dict[str, Any]) -> None:
         if name not in options and name not in in_uri:
             options[name] = STORAGE_TIMEOUT
     config[ConfigVars.STORAGE_OPTIONS] = options
+
+
+def add_ietf_headers(limiter: Limiter, response: Response) -> Response:
+    """``RateLimit-Policy`` and ``RateLimit`` of the limits that applied to the request.
+
+    As draft-ietf-httpapi-ratelimit-headers defines them: each limit is an item
+    named after it, with its quota ``q`` and window ``w`` (seconds) in the policy,
+    and what is left of it ``r`` and the seconds until it resets ``t`` in
+    ``RateLimit``.
+    """
+    try:
+        applied = limiter.current_limits
+    except Exception:  # no limit was counted for this request (exempt, storage down)
+        return response
+    if not applied:
+        return response
+    policies, states, now = [], [], time.time()
+    for each in applied:
+        name, window = _sf_string(str(each.limit)), each.limit.get_expiry()
+        policies.append(f"{name};q={each.limit.amount};w={window}")
+        # Flask-Limiter rounds the reset up to the next whole second: never past the window.
+        reset = min(window, max(0, math.ceil(each.reset_at - now)))
+        states.append(f"{name};r={max(0, each.remaining)};t={reset}")
+    response.headers["RateLimit-Policy"] = ", ".join(policies)
+    response.headers["RateLimit"] = ", ".join(states)
+    return response
+
+
+def _sf_string(text: str) -> str:
+    """``text`` as a Structured Field string (RFC 9651): quoted, with ``\\`` and ``"`` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _drop_scratch_header(response: Response) -> Response:

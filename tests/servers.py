@@ -824,8 +824,7 @@ def mariadb_unavailable_reason() -> str | None:
     missing = [name for name in ("mariadb-install-db", "mariadbd") if _mariadb_tool(name) is None]
     if missing:
         return (
-            f"{' and '.join(missing)} not found: install MariaDB"
-            " (apt-get install mariadb-server)"
+            f"{' and '.join(missing)} not found: install MariaDB (apt-get install mariadb-server)"
         )
     return None
 

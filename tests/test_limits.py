@@ -405,3 +405,34 @@ def test_redis_killed_while_requests_are_being_served(
     assert killed.is_set()
     assert all(status == 200 for statuses in results for status in statuses)
     assert app.extensions["resilience"].detail_providers["rate_limit"]()["status"] == "degraded"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "ietf", "both"])
+def test_the_ietf_draft_headers_name_every_limit_that_applied(
+    make_app: Callable[..., Flask], mode: str
+) -> None:
+    app, _ = limited_app(
+        make_app,
+        RESILIENCE_RATELIMIT_HEADERS=mode,
+        RATELIMIT_APPLICATION="100 per minute",
+        RATELIMIT_DEFAULT="3 per second",
+    )
+    client = app.test_client()
+    client.get("/")
+    response = client.get("/")
+    legacy = response.headers.get("X-RateLimit-Limit")
+    assert (legacy is not None) == (mode != "ietf")
+    if mode == "legacy":
+        assert "RateLimit" not in response.headers
+        return
+    policies = response.headers["RateLimit-Policy"].split(", ")
+    assert sorted(policies) == ['"100 per 1 minute";q=100;w=60', '"3 per 1 second";q=3;w=1']
+    states = dict(item.split(";", 1) for item in response.headers["RateLimit"].split(", "))
+    remaining = {name: dict(p.split("=") for p in rest.split(";")) for name, rest in states.items()}
+    assert remaining['"3 per 1 second"']["r"] == "1"
+    assert remaining['"100 per 1 minute"']["r"] == "98"
+    assert 0 <= int(remaining['"100 per 1 minute"']["t"]) <= 60
+    assert client.get("/").status_code == 200
+    refused = client.get("/")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"]  # whatever the headers, a 429 says when to retry
