@@ -19,6 +19,7 @@ from bench.table import Row, render
 # Each module has rows(scale) -> list[Row]; the table keeps this order.
 MODULES = (
     "bench.peers",
+    "bench.parts",
     "bench.breakers",
     "bench.uploads",
     "bench.guards",

@@ -27,8 +27,13 @@ def hello_app(**config: Any) -> Flask:
     return app
 
 
-def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[], object]:
-    """One in-process WSGI call, as a server would make it, without a test client."""
+def wsgi_caller(
+    app: Flask, path: str = "/", *, expect: str = "200", **extra_environ: str
+) -> Callable[[], object]:
+    """One in-process WSGI call, as a server would make it, without a test client.
+
+    :param expect: the status the call must be answered with.
+    """
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
@@ -43,7 +48,7 @@ def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[
     }
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        assert status.startswith("200"), status
+        assert status.startswith(expect), status
 
     def call() -> object:
         body = app.wsgi_app(dict(environ), start_response)
