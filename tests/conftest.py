@@ -16,7 +16,8 @@ from flask import Flask
 from hypothesis import HealthCheck, settings
 
 from flask_resilience.health.monitor import Monitor
-from tests.servers import (
+from tests.support.paths import ROOT
+from tests.support.servers import (
     PostgresServer,
     RedisServer,
     create_database,
@@ -281,7 +282,7 @@ def harness_smoke(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess
     def run(name: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", f"harness.{name}", "--smoke", "--output", str(tmp_path)],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=150,

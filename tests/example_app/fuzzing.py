@@ -28,8 +28,7 @@ from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Response
 
 from example_app.demo import ACCOUNTS, password_for
-
-from ..uploads_helpers import (
+from tests.uploads.helpers import (
     CSV,
     HTML,
     PHP,
@@ -45,6 +44,7 @@ from ..uploads_helpers import (
     windows_exe,
     zip_archive,
 )
+
 from .helpers import HEALTH_TOKEN
 
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024

@@ -16,8 +16,8 @@ from werkzeug.http import parse_options_header
 
 from example_app.extensions import db
 from example_app.models import Document
+from tests.uploads.helpers import CSV, HTML, MULTIPART, multipart, ooxml, pdf, png
 
-from ..uploads_helpers import CSV, HTML, MULTIPART, multipart, ooxml, pdf, png
 from .helpers import basic_auth, on_both_backends
 
 ALICE = basic_auth("alice@acme.test")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from ..uploads_helpers import HTML
+from tests.uploads.helpers import HTML
+
 from .helpers import csrf_token_in
 
 
