@@ -7,17 +7,13 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from flask_resilience import ConfigurationError, Resilience
 
 URL = "/api/client-errors"
 
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app(RESILIENCE_CLIENT_ERRORS_URL=URL)
-    Resilience(app)
-    return app
+pytestmark = pytest.mark.config(RESILIENCE_CLIENT_ERRORS_URL=URL)
 
 
 def test_off_by_default(make_app: Callable[..., Flask]) -> None:
@@ -27,10 +23,10 @@ def test_off_by_default(make_app: Callable[..., Flask]) -> None:
 
 
 def test_a_report_is_logged_with_the_request_id(
-    app: Flask, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO):
-        response = app.test_client().post(
+        response = client.post(
             URL,
             json={
                 "message": "TypeError: x is undefined",
@@ -61,24 +57,23 @@ def test_a_report_is_logged_with_the_request_id(
     ],
 )
 def test_bad_reports_get_a_400_naming_the_field(
-    app: Flask, body: dict[str, object], field: str
+    client: FlaskClient, body: dict[str, object], field: str
 ) -> None:
-    response = app.test_client().post(URL, json=body)
+    response = client.post(URL, json=body)
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert field in {error["field"] for error in response.get_json()["errors"]}
 
 
-def test_a_body_that_is_not_a_json_object_is_a_400(app: Flask) -> None:
-    client = app.test_client()
+def test_a_body_that_is_not_a_json_object_is_a_400(client: FlaskClient) -> None:
     for data in (b"not json", b"[1, 2]", b'"text"'):
         response = client.post(URL, data=data, content_type="application/json")
         assert response.status_code == 400
         assert response.get_json()["errors"]
 
 
-def test_an_oversized_report_is_a_413(app: Flask) -> None:
-    response = app.test_client().post(URL, json={"message": "x", "stack": "y" * 20_000})
+def test_an_oversized_report_is_a_413(client: FlaskClient) -> None:
+    response = client.post(URL, json={"message": "x", "stack": "y" * 20_000})
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
 

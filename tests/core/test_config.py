@@ -19,7 +19,7 @@ import flask_resilience
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
 from flask_resilience.config import SETTINGS
 from flask_resilience.state import ResilienceState
-from tests.support.apps import production_app as make_app
+from tests.support.apps import production_app
 
 PACKAGE_DIR = Path(flask_resilience.__file__).parent
 CONFIGURATION_DOC = PACKAGE_DIR.parent / "docs" / "configuration.md"
@@ -36,7 +36,7 @@ def sqlite_file_url(tmp_path: Path, name: str = "app.db") -> str:
 
 
 def test_init_app_later_registers_the_extension_with_its_db(tmp_path: Path) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
+    app = production_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
     db = SQLAlchemy(app)
     resilience = Resilience()
     assert "resilience" not in app.extensions
@@ -49,7 +49,7 @@ def test_init_app_later_registers_the_extension_with_its_db(tmp_path: Path) -> N
 
 
 def test_constructor_with_an_app_registers_the_extension_with_its_db(tmp_path: Path) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
+    app = production_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
     db = SQLAlchemy(app)
 
     Resilience(app, db=db)
@@ -62,11 +62,11 @@ def test_constructor_with_an_app_registers_the_extension_with_its_db(tmp_path: P
 def test_one_instance_serves_two_apps(tmp_path: Path) -> None:
     db = SQLAlchemy()
     resilience = Resilience()
-    first = make_app(
+    first = production_app(
         SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "first.db"),
         RESILIENCE_DATABASE_RETRY_AFTER=1,
     )
-    second = make_app(
+    second = production_app(
         SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path, "second.db"),
         RESILIENCE_DATABASE_RETRY_AFTER=9,
     )
@@ -89,7 +89,7 @@ def test_one_instance_serves_two_apps(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("same_instance", [True, False], ids=["same", "another"])
 def test_a_second_registration_on_an_app_is_refused_with_the_fix(same_instance: bool) -> None:
-    app = make_app()
+    app = production_app()
     resilience = Resilience(app)
     state = app.extensions["resilience"]
     again = resilience if same_instance else Resilience()
@@ -103,15 +103,15 @@ def test_a_second_registration_on_an_app_is_refused_with_the_fix(same_instance: 
 
 def test_pool_status_in_an_app_that_was_not_initialised_names_init_app() -> None:
     resilience = Resilience()
-    other = make_app()
+    other = production_app()
     Resilience(other)
 
-    with make_app().app_context(), pytest.raises(RuntimeError, match="init_app"):
+    with production_app().app_context(), pytest.raises(RuntimeError, match="init_app"):
         resilience.pool_status()
 
 
 def test_pool_status_of_an_app_without_a_database_is_empty() -> None:
-    app = make_app()
+    app = production_app()
     resilience = Resilience(app)
 
     with app.app_context():
@@ -119,11 +119,11 @@ def test_pool_status_of_an_app_without_a_database_is_empty() -> None:
 
 
 def test_the_extension_never_keeps_the_app(tmp_path: Path) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
+    app = production_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path))
     db = SQLAlchemy(app)
     by_constructor = Resilience(app, db=db)
     later = Resilience()
-    later.init_app(make_app())
+    later.init_app(production_app())
 
     for resilience in (by_constructor, later):
         assert not hasattr(resilience, "app")
@@ -136,7 +136,7 @@ def test_the_extension_never_keeps_the_app(tmp_path: Path) -> None:
 
 
 def test_every_key_gets_its_default_and_the_defaults_pass_their_checks() -> None:
-    app = make_app()
+    app = production_app()
 
     Resilience(app)
 
@@ -149,7 +149,7 @@ def test_every_key_gets_its_default_and_the_defaults_pass_their_checks() -> None
 
 
 def test_keys_set_to_their_defaults_raise_no_warning() -> None:
-    app = make_app(**{setting.name: setting.default for setting in SETTINGS})
+    app = production_app(**{setting.name: setting.default for setting in SETTINGS})
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -159,7 +159,7 @@ def test_keys_set_to_their_defaults_raise_no_warning() -> None:
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda setting: setting.name)
 def test_a_value_of_the_wrong_type_is_refused_naming_key_and_value(setting: Any) -> None:
     value = object()
-    app = make_app(**{setting.name: value})
+    app = production_app(**{setting.name: value})
 
     with pytest.raises(ConfigurationError) as info:
         Resilience(app)
@@ -192,7 +192,7 @@ def test_a_value_of_the_wrong_type_is_refused_naming_key_and_value(setting: Any)
 )
 def test_a_wrong_value_is_refused_naming_key_and_value(key: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
-        Resilience(make_app(**{key: value}))
+        Resilience(production_app(**{key: value}))
 
     assert key in str(info.value)
     assert repr(value) in str(info.value)
@@ -210,7 +210,7 @@ def test_a_wrong_value_is_refused_naming_key_and_value(key: str, value: Any) -> 
     ],
 )
 def test_a_good_value_is_kept(key: str, value: Any, expected: Any) -> None:
-    app = make_app(**{key: value})
+    app = production_app(**{key: value})
 
     Resilience(app)
 
@@ -229,7 +229,7 @@ def test_a_good_value_is_kept(key: str, value: Any, expected: Any) -> None:
     ],
 )
 def test_a_misspelt_key_warns_with_the_closest_known_key(misspelt: str, meant: str) -> None:
-    app = make_app(**{misspelt: 1})
+    app = production_app(**{misspelt: 1})
 
     with pytest.warns(ResilienceWarning) as record:
         Resilience(app)
@@ -257,7 +257,7 @@ def test_a_warning_points_at_the_line_that_initialises_the_extension(
     tmp_path: Path, config: dict[str, Any], text: str, how: str
 ) -> None:
     # A copy: init_app hardens the engine options of app.config in place.
-    app = make_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path), **copy.deepcopy(config))
+    app = production_app(SQLALCHEMY_DATABASE_URI=sqlite_file_url(tmp_path), **copy.deepcopy(config))
     db = SQLAlchemy()
 
     with pytest.warns(ResilienceWarning, match=text) as record:
@@ -275,7 +275,7 @@ def test_a_warning_points_at_the_line_that_initialises_the_extension(
 
 
 def upload_app(**config: Any) -> Flask:
-    app = make_app(**config)
+    app = production_app(**config)
 
     @app.post("/upload")
     def upload() -> str:
@@ -314,7 +314,7 @@ def test_a_max_content_length_of_the_user_is_kept() -> None:
     ("key", "default"), [("MAX_FORM_MEMORY_SIZE", 500_000), ("MAX_FORM_PARTS", 1_000)]
 )
 def test_a_form_limit_set_to_none_gets_a_limit(key: str, default: int) -> None:
-    app = make_app(**{key: None})
+    app = production_app(**{key: None})
 
     Resilience(app)
 
@@ -323,7 +323,7 @@ def test_a_form_limit_set_to_none_gets_a_limit(key: str, default: int) -> None:
 
 @pytest.mark.parametrize("key", ["MAX_CONTENT_LENGTH", "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS"])
 def test_a_form_limit_of_the_user_is_kept(key: str) -> None:
-    app = make_app(**{key: 12345})
+    app = production_app(**{key: 12345})
 
     Resilience(app)
 
@@ -334,7 +334,7 @@ def test_a_form_limit_of_the_user_is_kept(key: str) -> None:
 @pytest.mark.parametrize("value", [-1, 0, 2.5, "1000", True, object()], ids=repr)
 def test_a_wrong_body_limit_is_refused_naming_key_and_value(key: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
-        Resilience(make_app(**{key: value}))
+        Resilience(production_app(**{key: value}))
 
     assert key in str(info.value)
     assert repr(value) in str(info.value)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask, abort, got_request_exception
+from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_resilience import Resilience, log_errors, safe_route_handler
@@ -18,7 +19,7 @@ from tests.support.servers import PostgresServer
 
 
 @pytest.fixture
-def signalled(make_app: Callable[..., Flask]) -> Iterator[list[BaseException]]:
+def signalled() -> Iterator[list[BaseException]]:
     seen: list[BaseException] = []
 
     def record(sender: Flask, exception: BaseException, **_: Any) -> None:
@@ -30,8 +31,8 @@ def signalled(make_app: Callable[..., Flask]) -> Iterator[list[BaseException]]:
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app()
+def app(app: Flask) -> Flask:
+    """The chain's app with a view for each way a handler can answer."""
 
     @app.get("/api/stacked")
     @safe_route_handler
@@ -76,7 +77,6 @@ def app(make_app: Callable[..., Flask]) -> Flask:
     def logged() -> str:
         raise ValueError("logged failure")
 
-    Resilience(app)
     return app
 
 
@@ -85,9 +85,9 @@ def error_records(caplog: pytest.LogCaptureFixture, kind: type[BaseException]) -
 
 
 def test_stacked_with_log_errors_answers_500_logged_and_signalled_once(
-    app: Flask, caplog: pytest.LogCaptureFixture, signalled: list[BaseException]
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, signalled: list[BaseException]
 ) -> None:
-    response = app.test_client().get("/api/stacked")
+    response = client.get("/api/stacked")
     assert response.status_code == 500
     assert response.mimetype == "application/problem+json"
     assert "stacked failure" not in response.get_data(as_text=True)
@@ -95,41 +95,42 @@ def test_stacked_with_log_errors_answers_500_logged_and_signalled_once(
     assert [str(e) for e in signalled] == ["stacked failure"]
 
 
-def test_fallback_value_is_returned(app: Flask, signalled: list[BaseException]) -> None:
-    response = app.test_client().get("/api/fallback")
+def test_fallback_value_is_returned(client: FlaskClient, signalled: list[BaseException]) -> None:
+    response = client.get("/api/fallback")
     assert response.status_code == 200
     assert response.get_json() == {"items": [], "degraded": True}
     assert len(signalled) == 1
 
 
-def test_fallback_callable_gets_the_error(app: Flask) -> None:
-    assert app.test_client().get("/api/computed").get_json() == {"error": "KeyError"}
+def test_fallback_callable_gets_the_error(client: FlaskClient) -> None:
+    assert client.get("/api/computed").get_json() == {"error": "KeyError"}
 
 
-def test_status_of_the_problem_can_be_chosen(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
-    response = app.test_client().get("/api/bad-gateway")
+def test_status_of_the_problem_can_be_chosen(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client.get("/api/bad-gateway")
     assert response.status_code == 502
     assert response.get_json()["status"] == 502
     (record,) = error_records(caplog, ConnectionError)
     assert "-> 502" in record.getMessage()
 
 
-def test_http_errors_pass_through(app: Flask, signalled: list[BaseException]) -> None:
-    response = app.test_client().get("/api/not-found")
+def test_http_errors_pass_through(client: FlaskClient, signalled: list[BaseException]) -> None:
+    response = client.get("/api/not-found")
     assert response.status_code == 404
     assert signalled == []
 
 
-def test_async_views_work(app: Flask) -> None:
-    client = app.test_client()
+def test_async_views_work(client: FlaskClient) -> None:
     assert client.get("/api/async").status_code == 503
     assert client.get("/api/async-ok").get_data(as_text=True) == "fine"
 
 
 def test_log_errors_reraises_and_logs_once(
-    app: Flask, caplog: pytest.LogCaptureFixture, signalled: list[BaseException]
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, signalled: list[BaseException]
 ) -> None:
-    response = app.test_client().get("/api/logged")
+    response = client.get("/api/logged")
     assert response.status_code == 500
     assert len(error_records(caplog, ValueError)) == 1
     assert len(signalled) == 1
@@ -198,7 +199,9 @@ def test_database_down_inside_the_handler_is_503(
     assert client.get("/api/report").status_code == 200
 
 
-def test_logging_is_to_the_extension_logger(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+def test_logging_is_to_the_extension_logger(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO):
-        app.test_client().get("/api/stacked")
+        client.get("/api/stacked")
     assert {r.name for r in error_records(caplog, ValueError)} == {"testapp.flask_resilience"}

@@ -13,13 +13,14 @@ PostgreSQL URL on a port where nothing listens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 import sentry_sdk
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.flask import FlaskIntegration
@@ -117,17 +118,27 @@ def describe(events: list[Event]) -> str:
 
 
 @pytest.fixture(params=[SENTRY_FIRST, RESILIENCE_FIRST])
-def app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Flask:
-    """An app with a view for each kind of failure, its database down for good.
+def order(request: pytest.FixtureRequest) -> str:
+    """Sentry is initialised before the app is made (as its documentation has it), or
+    after the extension was set up on it."""
+    order: str = request.param
+    return order
 
-    Sentry is initialised before the app is made (as its documentation has it) or
-    after the extension was set up on it.
-    """
-    if request.param == SENTRY_FIRST:
+
+@pytest.fixture
+def app_config(
+    app_config: dict[str, Any], order: str, request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """A database URL where nothing listens: every connection attempt is refused."""
+    if order == SENTRY_FIRST:
         request.getfixturevalue("sentry")
-    # Nothing listens on that port: every connection attempt is refused.
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
-    app = make_app(SQLALCHEMY_DATABASE_URI=url, RESILIENCE_MONITOR_ENABLED=False)
+    return {"SQLALCHEMY_DATABASE_URI": url, "RESILIENCE_MONITOR_ENABLED": False, **app_config}
+
+
+@pytest.fixture
+def app(app: Flask) -> Flask:
+    """The chain's app with a view for each kind of failure, its database down for good."""
     db = SQLAlchemy(app)
 
     @app.get("/crash")
@@ -153,14 +164,19 @@ def app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Flask
         app.logger.error("the cache is cold")
         return "logged"
 
-    Resilience(app, db=db)
-    if request.param == RESILIENCE_FIRST:
-        request.getfixturevalue("sentry")
     return app
 
 
-def test_a_crash_is_one_error_event(app: Flask, sentry: RecordingTransport) -> None:
-    response = app.test_client().get("/crash")
+@pytest.fixture
+def resilience(app: Flask, order: str, request: pytest.FixtureRequest) -> Resilience:
+    extension = Resilience(app, db=app.extensions["sqlalchemy"])
+    if order == RESILIENCE_FIRST:
+        request.getfixturevalue("sentry")
+    return extension
+
+
+def test_a_crash_is_one_error_event(client: FlaskClient, sentry: RecordingTransport) -> None:
+    response = client.get("/crash")
     assert response.status_code == 500
     errors = error_events(sentry.events())
     assert len(errors) == 1, describe(errors)
@@ -168,9 +184,9 @@ def test_a_crash_is_one_error_event(app: Flask, sentry: RecordingTransport) -> N
 
 
 def test_an_outage_answered_503_is_no_unhandled_error(
-    app: Flask, sentry: RecordingTransport
+    client: FlaskClient, sentry: RecordingTransport
 ) -> None:
-    responses = [app.test_client().get("/outage") for _ in range(3)]
+    responses = [client.get("/outage") for _ in range(3)]
     assert [response.status_code for response in responses] == [503] * 3
     events = sentry.events()
     crashes = [event for event in events if is_unhandled(event)]
@@ -181,9 +197,9 @@ def test_an_outage_answered_503_is_no_unhandled_error(
 
 
 def test_a_failure_answered_by_the_fallback_is_still_one_event(
-    app: Flask, sentry: RecordingTransport
+    client: FlaskClient, sentry: RecordingTransport
 ) -> None:
-    response = app.test_client().get("/fallback")
+    response = client.get("/fallback")
     assert response.status_code == 200
     assert response.get_json() == FALLBACK
     errors = error_events(sentry.events())
@@ -194,13 +210,12 @@ def test_a_failure_answered_by_the_fallback_is_still_one_event(
 @pytest.mark.parametrize("path", ["/crash", "/fallback", "/message", "/logged"])
 @pytest.mark.parametrize("request_id", ["sent-by-the-client", "generated"])
 def test_every_event_of_a_request_carries_its_request_id(
-    app: Flask, sentry: RecordingTransport, path: str, request_id: str
+    client: FlaskClient, sentry: RecordingTransport, path: str, request_id: str
 ) -> None:
     def send(n: int) -> TestResponse:
         sent = request_id == "sent-by-the-client"
         return client.get(path, headers={"X-Request-ID": f"drop-in-{n}"} if sent else {})
 
-    client = app.test_client()
     # A request before: its id must not stick to the events of the next one.
     first = send(1)
     sentry.clear()
@@ -215,9 +230,9 @@ def test_every_event_of_a_request_carries_its_request_id(
 
 
 def test_an_event_outside_a_request_has_no_request_id(
-    app: Flask, sentry: RecordingTransport
+    client: FlaskClient, sentry: RecordingTransport
 ) -> None:
-    app.test_client().get("/crash")
+    client.get("/crash")
     sentry.clear()
     sentry_sdk.capture_message("a job outside any request")
     [event] = sentry.events()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask, current_app, request
+from flask.testing import FlaskClient
 from flask_login import LoginManager, UserMixin, login_user
 
 from flask_resilience import Resilience
@@ -20,8 +21,8 @@ class User(UserMixin):
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app()
+def app(app: Flask) -> Flask:
+    """The chain's app with a view that logs and one that fails after reading its body."""
     own_logger = logging.getLogger("testapp.views")
 
     @app.get("/hello")
@@ -35,7 +36,6 @@ def app(make_app: Callable[..., Flask]) -> Flask:
         request.get_json()
         raise RuntimeError("after reading the body")
 
-    Resilience(app)
     return app
 
 
@@ -45,8 +45,8 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
         yield caplog
 
 
-def test_a_valid_incoming_request_id_is_kept(app: Flask) -> None:
-    response = app.test_client().get("/hello", headers={"X-Request-ID": "edge-42.a:b"})
+def test_a_valid_incoming_request_id_is_kept(client: FlaskClient) -> None:
+    response = client.get("/hello", headers={"X-Request-ID": "edge-42.a:b"})
     assert response.headers["X-Request-ID"] == "edge-42.a:b"
     assert response.get_json() == {"request_id": "edge-42.a:b"}
 
@@ -54,25 +54,24 @@ def test_a_valid_incoming_request_id_is_kept(app: Flask) -> None:
 @pytest.mark.parametrize(
     "incoming", ["", "x" * 129, "has space", "new\nline", "<script>", "ünïcode"]
 )
-def test_an_invalid_incoming_request_id_is_replaced(app: Flask, incoming: str) -> None:
+def test_an_invalid_incoming_request_id_is_replaced(client: FlaskClient, incoming: str) -> None:
     # Through the WSGI environ: a client library would refuse to send some of these.
-    response = app.test_client().get("/hello", environ_base={"HTTP_X_REQUEST_ID": incoming})
+    response = client.get("/hello", environ_base={"HTTP_X_REQUEST_ID": incoming})
     generated = response.headers["X-Request-ID"]
     assert generated != incoming
     assert len(generated) == 32
     assert response.get_json() == {"request_id": generated}
 
 
-def test_every_request_gets_a_different_id(app: Flask) -> None:
-    client = app.test_client()
+def test_every_request_gets_a_different_id(client: FlaskClient) -> None:
     ids = {client.get("/hello").headers["X-Request-ID"] for _ in range(20)}
     assert len(ids) == 20
 
 
 def test_every_log_record_of_the_request_carries_its_context(
-    app: Flask, logs: pytest.LogCaptureFixture
+    client: FlaskClient, logs: pytest.LogCaptureFixture
 ) -> None:
-    response = app.test_client().get("/hello", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    response = client.get("/hello", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     request_id = response.headers["X-Request-ID"]
     mine = [r for r in logs.records if r.getMessage().startswith("from ")]
     assert {r.name for r in mine} == {"testapp", "testapp.views"}
@@ -83,15 +82,18 @@ def test_every_log_record_of_the_request_carries_its_context(
         assert record.remote_addr == "203.0.113.9"  # type: ignore[attr-defined]
 
 
-def test_records_outside_requests_have_placeholders(app: Flask) -> None:
+@pytest.mark.usefixtures("resilience")
+def test_records_outside_requests_have_placeholders() -> None:
     record = logging.getLogger("elsewhere").makeRecord(
         "elsewhere", logging.INFO, __file__, 1, "outside", (), None
     )
     assert record.request_id == "-"  # type: ignore[attr-defined]
 
 
-def test_the_error_log_line_names_the_request(app: Flask, logs: pytest.LogCaptureFixture) -> None:
-    response = app.test_client().get("/missing")
+def test_the_error_log_line_names_the_request(
+    client: FlaskClient, logs: pytest.LogCaptureFixture
+) -> None:
+    response = client.get("/missing")
     (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
     message = line.getMessage()
     assert "GET /missing -> 404" in message
@@ -101,9 +103,9 @@ def test_the_error_log_line_names_the_request(app: Flask, logs: pytest.LogCaptur
 
 
 def test_secrets_are_scrubbed_from_the_error_record(
-    app: Flask, logs: pytest.LogCaptureFixture
+    app: Flask, client: FlaskClient, logs: pytest.LogCaptureFixture
 ) -> None:
-    app.test_client().post(
+    client.post(
         "/api/login-fails?api_key=QUERYSECRET&page=2",
         json={"email": "a@b.test", "password": "BODYSECRET", "card_number": "4111111111111111"},
         headers={"Authorization": "Bearer HEADERSECRET", "Cookie": "session=COOKIESECRET"},
@@ -140,9 +142,9 @@ def test_the_user_id_is_logged_when_flask_login_has_a_user(
 
 
 def test_json_formatter_writes_one_object_per_line(
-    app: Flask, logs: pytest.LogCaptureFixture
+    client: FlaskClient, logs: pytest.LogCaptureFixture
 ) -> None:
-    response = app.test_client().get("/missing")
+    response = client.get("/missing")
     (line,) = [r for r in logs.records if r.name.endswith("flask_resilience")]
     text = JsonFormatter().format(line)
     assert "\n" not in text
@@ -176,8 +178,9 @@ def test_a_request_id_set_by_the_view_is_not_doubled(make_app: Callable[..., Fla
     assert response.headers.getlist("X-Request-ID") == ["chosen-by-the-view"]
 
 
-def test_requests_sharing_an_app_context_keep_their_own_ids(app: Flask) -> None:
-    client = app.test_client()
+def test_requests_sharing_an_app_context_keep_their_own_ids(
+    app: Flask, client: FlaskClient
+) -> None:
     with app.app_context():
         for _ in range(3):
             response = client.get("/missing")
@@ -185,12 +188,12 @@ def test_requests_sharing_an_app_context_keep_their_own_ids(app: Flask) -> None:
 
 
 def test_the_client_address_comes_through_proxy_fix(
-    app: Flask, logs: pytest.LogCaptureFixture
+    app: Flask, client: FlaskClient, logs: pytest.LogCaptureFixture
 ) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
-    app.test_client().get(
+    client.get(
         "/missing",
         headers={"X-Forwarded-For": "198.51.100.23"},
         environ_base={"REMOTE_ADDR": "10.0.0.1"},
@@ -199,6 +202,7 @@ def test_the_client_address_comes_through_proxy_fix(
     assert "remote_addr=198.51.100.23" in line.getMessage()
 
 
+@pytest.mark.usefixtures("resilience")
 def test_json_lines_keep_every_extra_attribute_of_a_record(app: Flask) -> None:
     """What an instrumentation or the app's own ``extra=`` puts on a record is kept."""
     with app.test_request_context("/orders"):
@@ -220,6 +224,7 @@ def test_json_lines_keep_every_extra_attribute_of_a_record(app: Flask) -> None:
     assert "args" not in entry and "msg" not in entry  # LogRecord's own attributes stay out
 
 
+@pytest.mark.usefixtures("resilience")
 def test_the_apps_own_extra_attributes_win_over_the_context(
     app: Flask, logs: pytest.LogCaptureFixture
 ) -> None:

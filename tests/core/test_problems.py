@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, abort, got_request_exception, request
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.exceptions import UnsupportedMediaType
@@ -23,9 +24,12 @@ class NotAnImage(ProblemError, UnsupportedMediaType):
     pass
 
 
+pytestmark = pytest.mark.config(MAX_FORM_MEMORY_SIZE=1000)
+
+
 @pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app(MAX_FORM_MEMORY_SIZE=1000)
+def app(app: Flask) -> Flask:
+    """The chain's app with a crashing view, an abort, a problem error and a form."""
 
     @app.get("/boom")
     def boom() -> str:
@@ -43,7 +47,6 @@ def app(make_app: Callable[..., Flask]) -> Flask:
     def form() -> dict[str, int]:
         return {"fields": len(request.form), "files": len(request.files)}
 
-    Resilience(app)
     return app
 
 
@@ -57,58 +60,59 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-def test_unknown_url_is_a_404_problem(app: Flask) -> None:
-    body = assert_problem(app.test_client().get("/missing"), 404)
+def test_unknown_url_is_a_404_problem(client: FlaskClient) -> None:
+    body = assert_problem(client.get("/missing"), 404)
     assert body["title"] == "Not Found"
     assert body["instance"] == "/missing"
     assert body["type"] == "about:blank"
 
 
-def test_an_int_segment_too_long_to_convert_is_a_404_problem(app: Flask) -> None:
+def test_an_int_segment_too_long_to_convert_is_a_404_problem(
+    app: Flask, client: FlaskClient
+) -> None:
     # int() refuses text of over 4,300 digits; Werkzeug before 3.1.9 let that be a 500.
     @app.get("/items/<int:number>")
     def item(number: int) -> str:
         return str(number)
 
-    client = app.test_client()
     assert client.get("/items/" + "9" * 4000).status_code == 200
     assert_problem(client.get("/items/" + "9" * 5000), 404)
 
 
-def test_wrong_method_keeps_the_allow_header(app: Flask) -> None:
-    response = app.test_client().delete("/boom")
+def test_wrong_method_keeps_the_allow_header(client: FlaskClient) -> None:
+    response = client.delete("/boom")
     assert_problem(response, 405)
     assert "GET" in response.headers["Allow"]
 
 
-def test_abort_detail_reaches_the_client(app: Flask) -> None:
-    body = assert_problem(app.test_client().get("/api/abort"), 409)
+def test_abort_detail_reaches_the_client(client: FlaskClient) -> None:
+    body = assert_problem(client.get("/api/abort"), 409)
     assert body["detail"] == "That name is taken."
 
 
-def test_problem_error_members_are_in_the_body(app: Flask) -> None:
-    body = assert_problem(app.test_client().post("/api/upload"), 415)
+def test_problem_error_members_are_in_the_body(client: FlaskClient) -> None:
+    body = assert_problem(client.post("/api/upload"), 415)
     assert body["errors"] == [{"field": "file", "message": "is HTML"}]
     assert body["detail"] == "Not an image."
 
 
-def test_unhandled_exception_hides_everything_outside_debug(app: Flask) -> None:
-    response = app.test_client().get("/boom")
+def test_unhandled_exception_hides_everything_outside_debug(client: FlaskClient) -> None:
+    response = client.get("/boom")
     assert_problem(response, 500)
     text = response.get_data(as_text=True)
     for leak in ("secret-value", "settings.py", "SELECT", "Traceback", "RuntimeError"):
         assert leak not in text
 
 
-def test_debug_mode_says_more(app: Flask) -> None:
+def test_debug_mode_says_more(app: Flask, client: FlaskClient) -> None:
     app.debug = True
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    body = assert_problem(app.test_client().get("/boom"), 500)
+    body = assert_problem(client.get("/boom"), 500)
     assert "RuntimeError" in body["detail"]
 
 
 def test_unhandled_exception_signalled_and_logged_exactly_once(
-    app: Flask, caplog: pytest.LogCaptureFixture
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[BaseException] = []
 
@@ -119,7 +123,7 @@ def test_unhandled_exception_signalled_and_logged_exactly_once(
     try:
         with caplog.at_level(logging.INFO):
             for _ in range(5):
-                app.test_client().get("/boom")
+                client.get("/boom")
     finally:
         got_request_exception.disconnect(record, app)
     assert len(seen) == 5
@@ -129,15 +133,15 @@ def test_unhandled_exception_signalled_and_logged_exactly_once(
     assert all(r.levelno == logging.ERROR for r in logged)
 
 
-def test_browsers_get_an_html_page(app: Flask) -> None:
-    response = app.test_client().get("/missing", headers=BROWSER)
+def test_browsers_get_an_html_page(client: FlaskClient) -> None:
+    response = client.get("/missing", headers=BROWSER)
     assert response.status_code == 404
     assert response.mimetype == "text/html"
     assert response.headers["X-Request-ID"] in response.get_data(as_text=True)
 
 
-def test_api_paths_get_json_even_for_browsers(app: Flask) -> None:
-    assert_problem(app.test_client().get("/api/abort", headers=BROWSER), 409)
+def test_api_paths_get_json_even_for_browsers(client: FlaskClient) -> None:
+    assert_problem(client.get("/api/abort", headers=BROWSER), 409)
 
 
 @pytest.mark.parametrize(
@@ -154,12 +158,12 @@ def test_error_format_can_be_forced(
     assert response.mimetype == mimetype
 
 
-def test_html_page_escapes_the_detail(app: Flask) -> None:
+def test_html_page_escapes_the_detail(app: Flask, client: FlaskClient) -> None:
     @app.get("/xss")
     def xss() -> str:
         abort(400, "<script>alert(1)</script>")
 
-    text = app.test_client().get("/xss", headers=BROWSER).get_data(as_text=True)
+    text = client.get("/xss", headers=BROWSER).get_data(as_text=True)
     assert "<script>" not in text
     assert "&lt;script&gt;" in text
 
@@ -188,21 +192,18 @@ def test_oversized_body_is_a_413_problem(make_app: Callable[..., Flask]) -> None
     assert client.post("/api/echo", data=b"x" * 10).get_data(as_text=True) == "10"
 
 
-def test_too_many_form_parts_is_a_413_problem(app: Flask) -> None:
+def test_too_many_form_parts_is_a_413_problem(client: FlaskClient) -> None:
     fields = {f"field{i}": "v" for i in range(1001)}
-    response = app.test_client().post("/form", data=fields, content_type="multipart/form-data")
+    response = client.post("/form", data=fields, content_type="multipart/form-data")
     assert_problem(response, 413)
 
 
-def test_oversized_form_field_is_a_413_problem(app: Flask) -> None:
-    response = app.test_client().post(
-        "/form", data={"note": "x" * 2000}, content_type="multipart/form-data"
-    )
+def test_oversized_form_field_is_a_413_problem(client: FlaskClient) -> None:
+    response = client.post("/form", data={"note": "x" * 2000}, content_type="multipart/form-data")
     assert_problem(response, 413)
 
 
-def test_the_app_serves_the_next_request_after_limits(app: Flask) -> None:
-    client = app.test_client()
+def test_the_app_serves_the_next_request_after_limits(client: FlaskClient) -> None:
     client.post("/form", data={"note": "x" * 2000}, content_type="multipart/form-data")
     response = client.post(
         "/form",

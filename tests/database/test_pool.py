@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 from werkzeug.exceptions import InternalServerError
 
 from flask_resilience import ConfigurationError, Resilience, ResilienceWarning
-from tests.support.apps import production_app as make_app
+from tests.support.apps import production_app
 from tests.support.servers import PostgresServer
 
 ORDERS = ["resilience first", "db first"]
@@ -53,7 +53,7 @@ def setup() -> Iterator[Setup]:
         engine_options: dict[str, Any] | None = None,
         **config: Any,
     ) -> tuple[Flask, SQLAlchemy, Resilience]:
-        app = make_app(**config)
+        app = production_app(**config)
         db = SQLAlchemy(engine_options=engine_options)
         resilience = Resilience()
         made.append((app, db))
@@ -396,7 +396,7 @@ def test_db_first_registers_flask_sqlalchemy_hooks_once(setup: Setup, tmp_path: 
 
 
 def test_db_first_with_another_sqlalchemy_instance_is_refused(tmp_path: Path) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
+    app = production_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
     SQLAlchemy(app)
 
     with pytest.raises(ConfigurationError, match="another SQLAlchemy instance"):
@@ -404,7 +404,7 @@ def test_db_first_with_another_sqlalchemy_instance_is_refused(tmp_path: Path) ->
 
 
 def test_init_after_the_first_request_is_refused_with_the_fix(tmp_path: Path) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
+    app = production_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
     db = SQLAlchemy(app)
     app.add_url_rule("/", "index", lambda: "ok")
     assert app.test_client().get("/").status_code == 200

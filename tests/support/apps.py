@@ -16,6 +16,11 @@ SAFE_SESSION_SETTINGS = {
 
 
 def production_app(**config: Any) -> Flask:
+    """An app configured as in production: not testing, session settings that pass the checks.
+
+    Nothing is cleaned up after it: for apps that hold no database connection past
+    the test, or whose test disposes of them itself.
+    """
     app = Flask(__name__)
     app.config.update(SAFE_SESSION_SETTINGS, **config)
     return app
