@@ -17,6 +17,8 @@ from flask_resilience import Resilience
 SECRET = "a6f1c0d4e8b2937a5c6d0e1f2a3b4c5d6e7f8091a2b3c4d5"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 API = {"Accept": "application/json"}
+# The configuration of every app of the guard tests, under the test's own.
+GUARDS_CONFIG = {"SECRET_KEY": SECRET, "TESTING": True}
 
 
 class Clock:
@@ -50,12 +52,21 @@ USERS = {
 }
 
 
-def make_app(**config: Any) -> tuple[Flask, Resilience]:
-    """A test app with a user taken from ``session["uid"]`` and loaders reading ``USERS``."""
+def app_with_users(**config: Any) -> tuple[Flask, Resilience]:
+    """A test app whose guards know ``USERS``, and the extension on it (see ``add_users``)."""
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=SECRET, TESTING=True)
+    app.config.update(GUARDS_CONFIG)
     app.config.update(config)
     resilience = Resilience(app)
+    add_users(app, resilience)
+    return app, resilience
+
+
+def add_users(app: Flask, resilience: Resilience) -> None:
+    """Take the user from ``session["uid"]`` and the loaders' answers from ``USERS``.
+
+    The app gets a ``/login`` page and ``/whoami``, which answers the session's keys.
+    """
 
     @resilience.current_user_loader
     def load_user() -> User | None:
@@ -81,8 +92,6 @@ def make_app(**config: Any) -> tuple[Flask, Resilience]:
     @app.get("/whoami")
     def whoami() -> dict[str, Any]:
         return {key: value for key, value in session.items() if not key.startswith("_")}
-
-    return app, resilience
 
 
 def log_in(client: FlaskClient, uid: int, **extra: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import flask_login
 import pytest
 from flask import Flask, session
+from flask.testing import FlaskClient
 
 from flask_resilience import (
     ConfigurationError,
@@ -21,14 +22,21 @@ from flask_resilience import (
     role_required,
 )
 from flask_resilience.guards import access_refused, guard_state
-from tests.guards.helpers import API, BROWSER, SECRET, USERS, User, log_in, make_app, problem
+from tests.guards.helpers import API, BROWSER, SECRET, USERS, User, app_with_users, log_in, problem
 
 GUARDS_LOGGER = "flask_resilience.guards"
 
+pytestmark = pytest.mark.config(RESILIENCE_LOGIN_VIEW="login")
+
 
 def guarded_app(**config: Any) -> tuple[Flask, Resilience]:
-    app, resilience = make_app(**config)
+    """An app whose guards know the test users, with the guarded views below."""
+    app, resilience = app_with_users(**config)
+    add_guarded_views(app)
+    return app, resilience
 
+
+def add_guarded_views(app: Flask) -> None:
     @app.route("/api/docs", methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
     @permission_required("documents:write")
     def write_docs() -> str:
@@ -84,12 +92,11 @@ def guarded_app(**config: Any) -> tuple[Flask, Resilience]:
     def me() -> str:
         return "me"
 
-    return app, resilience
-
 
 @pytest.fixture
-def app() -> Flask:
-    return guarded_app(RESILIENCE_LOGIN_VIEW="login")[0]
+def app(app: Flask) -> Flask:
+    add_guarded_views(app)
+    return app
 
 
 @pytest.fixture
@@ -111,27 +118,27 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 # -- Not authenticated ----------------------------------------------------------------------------
 
 
-def test_anonymous_api_client_gets_401_problem(app: Flask) -> None:
-    response = app.test_client().get("/api/docs")
+def test_anonymous_api_client_gets_401_problem(client: FlaskClient) -> None:
+    response = client.get("/api/docs")
     assert response.status_code == 401
     body = problem(response)
     assert body["status"] == 401
     assert body["reason"] == "login-required"
 
 
-def test_anonymous_browser_is_redirected_to_the_login_view(app: Flask) -> None:
-    response = app.test_client().get("/docs?page=2", headers=BROWSER)
+def test_anonymous_browser_is_redirected_to_the_login_view(client: FlaskClient) -> None:
+    response = client.get("/docs?page=2", headers=BROWSER)
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=%2Fdocs%3Fpage%3D2"
 
 
-def test_anonymous_browser_post_is_redirected_with_see_other(app: Flask) -> None:
-    response = app.test_client().post("/docs", headers=BROWSER)
+def test_anonymous_browser_post_is_redirected_with_see_other(client: FlaskClient) -> None:
+    response = client.post("/docs", headers=BROWSER)
     assert response.status_code == 303
 
 
-def test_browser_under_an_api_prefix_gets_401_not_a_redirect(app: Flask) -> None:
-    response = app.test_client().get("/api/docs", headers=BROWSER)
+def test_browser_under_an_api_prefix_gets_401_not_a_redirect(client: FlaskClient) -> None:
+    response = client.get("/api/docs", headers=BROWSER)
     assert response.status_code == 401
     assert problem(response)["reason"] == "login-required"
 
@@ -185,7 +192,7 @@ def test_next_keeps_the_script_root() -> None:
 
 
 def test_a_guarded_login_view_answers_401_instead_of_redirecting_to_itself() -> None:
-    app, _ = make_app(RESILIENCE_LOGIN_VIEW="signin")
+    app, _ = app_with_users(RESILIENCE_LOGIN_VIEW="signin")
 
     @app.get("/signin")
     @authentication_required
@@ -201,8 +208,7 @@ def test_user_that_is_not_authenticated_is_anonymous() -> None:
     assert app.test_client().get("/api/docs").status_code == 401
 
 
-def test_login_required_lets_any_user_in(app: Flask) -> None:
-    client = app.test_client()
+def test_login_required_lets_any_user_in(client: FlaskClient) -> None:
     assert client.get("/api/me").status_code == 401
     log_in(client, 2)
     assert client.get("/api/me").get_data(as_text=True) == "me"
@@ -211,37 +217,32 @@ def test_login_required_lets_any_user_in(app: Flask) -> None:
 # -- Permissions and roles ------------------------------------------------------------------------
 
 
-def test_user_with_the_permission_gets_the_view(app: Flask) -> None:
-    client = app.test_client()
+def test_user_with_the_permission_gets_the_view(client: FlaskClient) -> None:
     log_in(client, 1)
     assert client.post("/api/docs").get_data(as_text=True) == "written"
 
 
-def test_user_without_the_permission_gets_403_problem(app: Flask) -> None:
-    client = app.test_client()
+def test_user_without_the_permission_gets_403_problem(client: FlaskClient) -> None:
     log_in(client, 2)
     response = client.post("/api/docs", headers=API)
     assert response.status_code == 403
     assert problem(response)["reason"] == "permission"
 
 
-def test_browser_without_the_permission_gets_a_403_page_not_a_redirect(app: Flask) -> None:
-    client = app.test_client()
+def test_browser_without_the_permission_gets_a_403_page_not_a_redirect(client: FlaskClient) -> None:
     log_in(client, 2)
     response = client.get("/docs", headers=BROWSER)
     assert response.status_code == 403
     assert response.mimetype == "text/html"
 
 
-def test_any_of_needs_one_and_all_of_needs_every_one(app: Flask) -> None:
-    client = app.test_client()
+def test_any_of_needs_one_and_all_of_needs_every_one(client: FlaskClient) -> None:
     log_in(client, 2)
     assert client.get("/api/any").status_code == 200
     assert client.get("/api/both").status_code == 403
 
 
-def test_roles(app: Flask) -> None:
-    client = app.test_client()
+def test_roles(client: FlaskClient) -> None:
     log_in(client, 1)
     assert client.get("/api/admin").status_code == 200
     log_in(client, 2)
@@ -250,8 +251,8 @@ def test_roles(app: Flask) -> None:
     assert client.get("/api/staff").status_code == 200
 
 
-def test_preflight_passes_every_guard(app: Flask) -> None:
-    assert app.test_client().options("/api/docs").get_data(as_text=True) == "written"
+def test_preflight_passes_every_guard(client: FlaskClient) -> None:
+    assert client.options("/api/docs").get_data(as_text=True) == "written"
 
 
 @pytest.mark.parametrize(
@@ -319,11 +320,10 @@ def test_permission_loader_answer_of_the_wrong_type_denies(
     assert "access denied" in errors_logged(caplog)[0].getMessage()
 
 
-def test_permission_loader_may_answer_any_iterable(app: Flask) -> None:
+def test_permission_loader_may_answer_any_iterable(app: Flask, client: FlaskClient) -> None:
     guard_state(app).callbacks.permission_loader = lambda user: (
         name for name in ["documents:write"]
     )
-    client = app.test_client()
     log_in(client, 2)
     assert client.get("/api/docs").status_code == 200
 
@@ -356,7 +356,7 @@ def test_user_loader_that_raises_is_anonymous_not_500(caplog: pytest.LogCaptureF
 
 
 def test_loaders_run_once_per_request() -> None:
-    app, resilience = make_app()
+    app, resilience = app_with_users()
     calls: list[str] = []
 
     @resilience.permission_loader
@@ -383,8 +383,7 @@ def test_loaders_run_once_per_request() -> None:
 # -- Organizations --------------------------------------------------------------------------------
 
 
-def test_org_member_gets_the_view_and_another_org_is_403(app: Flask) -> None:
-    client = app.test_client()
+def test_org_member_gets_the_view_and_another_org_is_403(client: FlaskClient) -> None:
     log_in(client, 1)
     assert client.get("/api/orgs/10").get_json() == {"org": 10}
     response = client.get("/api/orgs/20")
@@ -392,20 +391,18 @@ def test_org_member_gets_the_view_and_another_org_is_403(app: Flask) -> None:
     assert problem(response)["reason"] == "organization"
 
 
-def test_anonymous_org_request_is_401(app: Flask) -> None:
-    assert app.test_client().get("/api/orgs/10").status_code == 401
+def test_anonymous_org_request_is_401(client: FlaskClient) -> None:
+    assert client.get("/api/orgs/10").status_code == 401
 
 
-def test_org_id_from_the_session(app: Flask) -> None:
-    client = app.test_client()
+def test_org_id_from_the_session(client: FlaskClient) -> None:
     log_in(client, 1, current_org=10)
     assert client.get("/api/current-org").status_code == 200
     log_in(client, 1, current_org=20)
     assert client.get("/api/current-org").status_code == 403
 
 
-def test_org_id_kept_in_the_session_after_logout_lets_nobody_in(app: Flask) -> None:
-    client = app.test_client()
+def test_org_id_kept_in_the_session_after_logout_lets_nobody_in(client: FlaskClient) -> None:
     log_in(client, 1, current_org=10)
     with client.session_transaction() as sess:
         del sess["uid"]  # a logout that forgot the organization
@@ -414,8 +411,7 @@ def test_org_id_kept_in_the_session_after_logout_lets_nobody_in(app: Flask) -> N
     assert client.get("/api/current-org").status_code == 403
 
 
-def test_org_id_from_the_query(app: Flask) -> None:
-    client = app.test_client()
+def test_org_id_from_the_query(client: FlaskClient) -> None:
     log_in(client, 2)
     assert client.get("/api/report?org=20").status_code == 200
     assert client.get("/api/report?org=10").status_code == 403
@@ -424,7 +420,7 @@ def test_org_id_from_the_query(app: Flask) -> None:
 
 
 def test_org_source_from_the_configuration() -> None:
-    app, _ = make_app(RESILIENCE_ORG_ID_SOURCE="session")
+    app, _ = app_with_users(RESILIENCE_ORG_ID_SOURCE="session")
 
     @app.get("/api/org-home")
     @org_access_required()
@@ -475,8 +471,7 @@ def test_org_guard_arguments_are_checked_when_applied(kwargs: dict[str, Any]) ->
 # -- The signal -----------------------------------------------------------------------------------
 
 
-def test_denials_are_announced(app: Flask, denials: list[dict[str, Any]]) -> None:
-    client = app.test_client()
+def test_denials_are_announced(client: FlaskClient, denials: list[dict[str, Any]]) -> None:
     client.get("/api/docs")
     log_in(client, 2)
     client.get("/api/orgs/10")
@@ -493,7 +488,7 @@ def test_denials_are_announced(app: Flask, denials: list[dict[str, Any]]) -> Non
 
 
 def test_a_failing_receiver_does_not_change_the_answer(
-    app: Flask, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken_audit(sender: Flask, **details: Any) -> None:
         raise RuntimeError("audit log is full")
@@ -501,7 +496,7 @@ def test_a_failing_receiver_does_not_change_the_answer(
     access_refused.connect(broken_audit)
     try:
         with caplog.at_level(logging.ERROR):
-            assert app.test_client().get("/api/docs").status_code == 401
+            assert client.get("/api/docs").status_code == 401
     finally:
         access_refused.disconnect(broken_audit)
     assert "access_refused receiver failed" in errors_logged(caplog)[0].getMessage()
@@ -648,7 +643,7 @@ def test_guard_on_an_app_without_the_extension_says_what_to_do() -> None:
 
 
 def test_async_views_and_loaders_are_guarded() -> None:
-    app, resilience = make_app()
+    app, resilience = app_with_users()
 
     @resilience.permission_loader
     async def permissions(user: User) -> set[str]:
@@ -666,12 +661,11 @@ def test_async_views_and_loaders_are_guarded() -> None:
     assert client.get("/api/async").get_data(as_text=True) == "async docs"
 
 
-def test_an_app_handler_for_the_denial_wins(app: Flask) -> None:
+def test_an_app_handler_for_the_denial_wins(app: Flask, client: FlaskClient) -> None:
     @app.errorhandler(PermissionDenied)
     def forbidden(error: PermissionDenied) -> tuple[str, int]:
         return f"custom {error.members['reason']}", 403
 
-    client = app.test_client()
     log_in(client, 2)
     response = client.get("/api/admin")
     assert (response.status_code, response.get_data(as_text=True)) == (403, "custom role")

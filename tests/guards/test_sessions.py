@@ -20,9 +20,9 @@ from tests.guards.helpers import (
     BROWSER,
     SECRET,
     Clock,
+    app_with_users,
     cookie_deleted,
     log_in,
-    make_app,
     problem,
     raw_signed_cookie,
     signed_cookie,
@@ -57,7 +57,7 @@ def guarded_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 def test_tampered_cookie_is_dropped_and_logged_without_its_content(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, _ = make_app()
+    app, _ = app_with_users()
     client = app.test_client()
     forged = signed_cookie(app, {"uid": 1, "secret_marker": "XYZZY"}, secret="guessed-key")
     client.set_cookie("session", forged)
@@ -78,7 +78,7 @@ def test_tampered_cookie_is_dropped_and_logged_without_its_content(
 def test_cookie_that_cannot_be_decoded_gives_an_empty_session_not_a_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, _ = make_app()
+    app, _ = app_with_users()
     client = app.test_client()
     # Correctly signed, but Flask's tagged serializer chokes on this "UUID".
     client.set_cookie("session", raw_signed_cookie({"uid": 1, "ref": {" u": "not-a-uuid"}}))
@@ -93,7 +93,7 @@ def test_cookie_that_cannot_be_decoded_gives_an_empty_session_not_a_500(
 
 
 def test_request_without_session_cookie_is_left_alone() -> None:
-    app, _ = make_app(RESILIENCE_SESSION_IDLE_TIMEOUT=60)
+    app, _ = app_with_users(RESILIENCE_SESSION_IDLE_TIMEOUT=60)
     response = app.test_client().get("/login")
     assert "Set-Cookie" not in response.headers
     assert "Cookie" not in response.vary
@@ -189,7 +189,7 @@ def test_the_wrapper_answers_as_the_wrapped_interface() -> None:
 def test_an_interface_installed_after_init_is_guarded_from_the_next_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, _ = make_app()
+    app, _ = app_with_users()
     app.session_interface = SecureCookieSessionInterface()
     client = app.test_client()
     with caplog.at_level(logging.INFO):
@@ -217,7 +217,7 @@ def extension_hooks(app: Flask) -> list[str]:
 
 def test_an_app_without_session_settings_runs_no_hook_of_the_extension() -> None:
     """A Flask hook costs several microseconds a request; session_checks nobody checks need none."""
-    app, _ = make_app()  # a user loader and guards, but no schema, timeouts or validator
+    app, _ = app_with_users()  # a user loader and guards, but no schema, timeouts or validator
     assert extension_hooks(app) == []
     client = app.test_client()
     log_in(client, 1)
@@ -282,7 +282,7 @@ def test_a_validator_registered_after_init_is_checked_first_from_the_next_reques
 
 def test_installing_the_checks_twice_leaves_one(caplog: pytest.LogCaptureFixture) -> None:
     """What two first requests at once may do: neither the hook nor the wrapper is doubled."""
-    app, _ = make_app()
+    app, _ = app_with_users()
     state = app.extensions["resilience"]
     for _ in range(2):
         session_checks._install_checks(app, state, guard_state(app))
@@ -298,7 +298,7 @@ def test_installing_the_checks_twice_leaves_one(caplog: pytest.LogCaptureFixture
 
 
 def test_session_value_of_the_wrong_type_is_cleared(caplog: pytest.LogCaptureFixture) -> None:
-    app, _ = make_app(RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))})
+    app, _ = app_with_users(RESILIENCE_SESSION_SCHEMA={"uid": int, "org_id": (int, type(None))})
     client = app.test_client()
     log_in(client, 1, org_id="acme-corp")
 
@@ -313,7 +313,7 @@ def test_session_value_of_the_wrong_type_is_cleared(caplog: pytest.LogCaptureFix
 
 
 def test_a_bool_is_not_an_int_to_the_schema() -> None:
-    app, _ = make_app(RESILIENCE_SESSION_SCHEMA={"uid": int, "flag": bool})
+    app, _ = app_with_users(RESILIENCE_SESSION_SCHEMA={"uid": int, "flag": bool})
     client = app.test_client()
     log_in(client, True)
     assert client.get("/whoami").get_json() == {}
@@ -323,7 +323,7 @@ def test_a_bool_is_not_an_int_to_the_schema() -> None:
 
 def test_session_from_before_a_schema_change_is_cleared() -> None:
     """Version 1 kept the theme as a string; version 2 keeps a dict of preferences."""
-    app, resilience = make_app(RESILIENCE_SESSION_SCHEMA={"prefs": dict})
+    app, resilience = app_with_users(RESILIENCE_SESSION_SCHEMA={"prefs": dict})
 
     @resilience.session_validator
     def current_version(sess: SessionMixin) -> bool:
@@ -342,7 +342,7 @@ def test_session_from_before_a_schema_change_is_cleared() -> None:
 
 @pytest.mark.parametrize("verdict", [False, None, 1, "yes"])
 def test_validator_must_say_true_to_keep_the_session(verdict: Any) -> None:
-    app, resilience = make_app()
+    app, resilience = app_with_users()
     resilience.session_validator(lambda sess: verdict)
     client = app.test_client()
     log_in(client, 1)
@@ -352,7 +352,7 @@ def test_validator_must_say_true_to_keep_the_session(verdict: Any) -> None:
 def test_validator_that_raises_clears_the_session_and_the_user_is_anonymous(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, resilience = make_app()
+    app, resilience = app_with_users()
 
     @resilience.session_validator
     def broken(sess: SessionMixin) -> bool:
@@ -402,7 +402,7 @@ def test_validator_clears_a_user_already_loaded_by_flask_login() -> None:
 
 
 def timed_app(**config: Any) -> tuple[Flask, Clock]:
-    app, _ = make_app(RESILIENCE_LOGIN_VIEW="login", **config)
+    app, _ = app_with_users(RESILIENCE_LOGIN_VIEW="login", **config)
     clock = Clock()
     guard_state(app).time_source = clock
 
@@ -598,7 +598,7 @@ def test_rotation_asks_a_server_side_interface_for_a_new_id() -> None:
 
 
 def test_rotation_refuses_a_single_string() -> None:
-    app, _ = make_app()
+    app, _ = app_with_users()
     with app.test_request_context(), pytest.raises(TypeError, match="list of keys"):
         rotate_session(keep="cart")
 
@@ -739,7 +739,9 @@ def test_wrong_settings_are_refused_at_init(key: str, value: Any) -> None:
 
 
 def required_app() -> Flask:
-    app, _ = make_app(RESILIENCE_LOGIN_VIEW="login", RESILIENCE_SESSION_SCHEMA={"org_id": int})
+    app, _ = app_with_users(
+        RESILIENCE_LOGIN_VIEW="login", RESILIENCE_SESSION_SCHEMA={"org_id": int}
+    )
 
     @app.route("/api/org", methods=["GET", "OPTIONS"], provide_automatic_options=False)
     @session_required("uid", "org_id")
