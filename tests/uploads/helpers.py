@@ -1,4 +1,4 @@
-"""Files with real headers, built here, and a small app for the upload tests."""
+"""Files with real headers, built here, and the views of the upload tests' app."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.datastructures import FileStorage
 
-from flask_resilience import Resilience, validate_uploads
+from flask_resilience import validate_uploads
 from flask_resilience.uploads import save_upload, send_upload
 
 # --------------------------------------------------------------------------- files
@@ -182,16 +182,17 @@ def multipart(parts: Iterable[tuple[str, str | None, bytes]], content_type: str 
 # ---------------------------------------------------------------------------- app
 
 
-def make_app(tmp_path: Path, **config: Any) -> Flask:
-    """An app with upload routes; files land in ``tmp_path / "uploads"``."""
-    app = Flask("uploads_test", instance_path=str(tmp_path / "instance"))
-    app.config.update(
-        TESTING=True,
-        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
-        RESILIENCE_UPLOAD_FOLDER=str(tmp_path / "uploads"),
-    )
-    app.config.update(config)
-    Resilience(app)
+def upload_config(tmp_path: Path) -> dict[str, Any]:
+    """The configuration of the upload tests' apps: files land in ``tmp_path / "uploads"``."""
+    return {
+        "TESTING": True,
+        "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+        "RESILIENCE_UPLOAD_FOLDER": str(tmp_path / "uploads"),
+    }
+
+
+def add_upload_views(app: Flask) -> None:
+    """Upload routes with the checks of each category, and a download route."""
 
     def stored(field: str) -> tuple[dict[str, Any], int]:
         paths = [save_upload(file) for file in request.files.getlist(field) if file.filename]
@@ -225,8 +226,6 @@ def make_app(tmp_path: Path, **config: Any) -> Flask:
     @app.get("/api/files/<path:name>")
     def download(name: str) -> Any:
         return send_upload(name, download_name="download.png")
-
-    return app
 
 
 def post(client: FlaskClient, route: str, body: bytes, content_type: str = MULTIPART) -> Any:

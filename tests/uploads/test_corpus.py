@@ -23,7 +23,6 @@ from tests.uploads.helpers import (
     TEXT,
     elf,
     jpeg,
-    make_app,
     multipart,
     ooxml,
     png,
@@ -102,16 +101,6 @@ CORPUS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
@@ -143,6 +132,7 @@ def test_corpus(client: FlaskClient, app: Flask, tmp_path: Path, case: Case) -> 
 
 
 @pytest.mark.parametrize("case", [c for c in CORPUS if c.safe_name], ids=lambda c: c.id)
+@pytest.mark.usefixtures("resilience")
 def test_corpus_safe_names(app: Flask, case: Case) -> None:
     from flask_resilience.uploads import check_upload
     from tests.uploads.helpers import upload

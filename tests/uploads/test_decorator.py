@@ -17,17 +17,7 @@ from flask_resilience.uploads import (
     UploadTypeNotAllowed,
     upload_checks,
 )
-from tests.uploads.helpers import HTML, MULTIPART, jpeg, make_app, multipart, pdf, png, post
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+from tests.uploads.helpers import HTML, MULTIPART, jpeg, multipart, pdf, png, post
 
 
 def test_a_missing_field_is_400(client: FlaskClient) -> None:
@@ -100,8 +90,7 @@ def test_the_view_gets_the_checks(tmp_path: Path) -> None:
         assert upload_checks("photos") == []
 
 
-def test_refusals_raise_problem_errors_an_app_can_handle(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+def test_refusals_raise_problem_errors_an_app_can_handle(app: Flask, client: FlaskClient) -> None:
     caught: list[Exception] = []
 
     @app.errorhandler(UploadTypeNotAllowed)
@@ -109,7 +98,7 @@ def test_refusals_raise_problem_errors_an_app_can_handle(tmp_path: Path) -> None
         caught.append(error)
         return "custom", 415
 
-    response = post(app.test_client(), "/api/images", multipart([("file", "a.png", HTML)]))
+    response = post(client, "/api/images", multipart([("file", "a.png", HTML)]))
     assert (response.status_code, response.get_data(as_text=True)) == (415, "custom")
     [error] = caught
     assert isinstance(error, UploadTypeNotAllowed)
@@ -125,10 +114,10 @@ def test_refusals_raise_problem_errors_an_app_can_handle(tmp_path: Path) -> None
         (multipart([("file", "a.png", jpeg())]), UploadTypeNotAllowed),
     ],
 )
+@pytest.mark.usefixtures("resilience")
 def test_each_status_has_its_exception_class(
-    tmp_path: Path, body: bytes, exception: type[Exception]
+    app: Flask, body: bytes, exception: type[Exception]
 ) -> None:
-    app = make_app(tmp_path)
     view = app.view_functions["images"]
     with (
         app.test_request_context("/api/images", method="POST", data=body, content_type=MULTIPART),
@@ -177,6 +166,7 @@ def test_a_chunked_body_that_parses_into_nothing_is_malformed(client: FlaskClien
     assert response.status_code == 201  # no body at all: nothing was sent
 
 
+@pytest.mark.usefixtures("resilience")
 def test_an_unreadable_part_is_reported_not_raised(app: Flask) -> None:
     body = multipart([("file", "", b"")])
     view = app.view_functions["images"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.exceptions import NotFound
 
 from flask_resilience import Resilience
@@ -24,7 +25,7 @@ from flask_resilience.uploads import (
     save_upload,
     send_upload,
 )
-from tests.uploads.helpers import HTML, MULTIPART, make_app, multipart, pdf, png, upload
+from tests.uploads.helpers import HTML, MULTIPART, multipart, pdf, png, upload
 
 
 def files_in(folder: Path) -> list[str]:
@@ -53,8 +54,8 @@ def test_save_checks_a_file_it_has_not_seen(tmp_path: Path) -> None:
     assert files_in(tmp_path) == [path.name]
 
 
-def test_save_uses_the_check_made_in_the_request(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+@pytest.mark.usefixtures("resilience")
+def test_save_uses_the_check_made_in_the_request(app: Flask, tmp_path: Path) -> None:
     body = multipart([("file", "a.png", png())])
     with app.test_request_context("/", method="POST", data=body, content_type=MULTIPART):
         from flask import request
@@ -127,13 +128,14 @@ def test_a_full_disk_is_507_and_the_partial_file_is_removed(
     assert files_in(tmp_path) == []
 
 
-def test_a_full_disk_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_over_http(
+    client: FlaskClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(source: Any, target: Any, length: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(shutil, "copyfileobj", fail)
-    app = make_app(tmp_path)
-    response = app.test_client().post(
+    response = client.post(
         "/api/images", data=multipart([("file", "a.png", png())]), content_type=MULTIPART
     )
     assert response.status_code == 507
@@ -194,18 +196,19 @@ def test_a_check_without_a_file_cannot_be_saved(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    app = make_app(tmp_path)
+def upload_folder(tmp_path: Path) -> Path:
+    """The app's upload folder with ``stored.png`` in it, and ``escape.png``, a link out."""
     folder = tmp_path / "uploads"
     folder.mkdir()
     (folder / "stored.png").write_bytes(png())
     (tmp_path / "secret.txt").write_text("secret")
     (folder / "escape.png").symlink_to(tmp_path / "secret.txt")
-    return app
+    return folder
 
 
-def test_send_upload_serves_an_attachment_the_browser_will_not_sniff(app: Flask) -> None:
-    with app.test_client().get("/api/files/stored.png") as response:
+@pytest.mark.usefixtures("upload_folder")
+def test_send_upload_serves_an_attachment_the_browser_will_not_sniff(client: FlaskClient) -> None:
+    with client.get("/api/files/stored.png") as response:
         assert response.status_code == 200
         assert response.data == png()
         assert response.headers["Content-Disposition"] == "attachment; filename=download.png"
@@ -215,12 +218,14 @@ def test_send_upload_serves_an_attachment_the_browser_will_not_sniff(app: Flask)
 
 
 @pytest.mark.parametrize("name", ["../secret.txt", "escape.png", "missing.png", "."])
-def test_send_upload_stays_in_its_folder(app: Flask, name: str) -> None:
-    assert app.test_client().get(f"/api/files/{name}").status_code == 404
+@pytest.mark.usefixtures("upload_folder")
+def test_send_upload_stays_in_its_folder(client: FlaskClient, name: str) -> None:
+    assert client.get(f"/api/files/{name}").status_code == 404
 
 
-def test_send_upload_paths(app: Flask, tmp_path: Path) -> None:
-    folder = tmp_path / "uploads"
+@pytest.mark.usefixtures("resilience")
+def test_send_upload_paths(app: Flask, upload_folder: Path, tmp_path: Path) -> None:
+    folder = upload_folder
     with app.test_request_context():
         response = send_upload(folder / "stored.png")  # absolute, no folder: as given
         assert response.headers["Content-Disposition"] == "attachment; filename=stored.png"
@@ -260,7 +265,7 @@ def test_a_failed_move_releases_the_claimed_name(
     assert files_in(tmp_path) == []
 
 
-def test_save_checks_an_unseen_file_in_a_request_too(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+@pytest.mark.usefixtures("resilience")
+def test_save_checks_an_unseen_file_in_a_request_too(app: Flask, tmp_path: Path) -> None:
     with app.test_request_context("/"):
         assert save_upload(upload(pdf(), "a.pdf")).parent == (tmp_path / "uploads").resolve()
