@@ -20,9 +20,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from tests.health.apps import TOKEN, create_app
-from tests.health.helpers import skip_or_fail, stop_monitors, wait_until
-
-__all__ = ["stop_monitors"]
+from tests.support.servers import skip_or_fail, wait_until
 
 # Debian's names first (`make test` installs them there); Fedora calls it chromium-browser.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

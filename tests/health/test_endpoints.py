@@ -19,32 +19,13 @@ from flask_resilience import ConfigurationError, Resilience
 from flask_resilience.health import HealthResult, health_state
 from flask_resilience.health.checks import scrub
 from flask_resilience.health.system import cgroup_memory, memory_usage
-from tests.health.apps import TOKEN, create_app
-from tests.health.helpers import PASSWORD, health_postgres, stop_monitors, wait_until
-from tests.support.servers import PostgresServer
-
-__all__ = ["health_postgres", "stop_monitors"]
+from tests.health.apps import PASSWORD, TOKEN, create_app, extension_of
+from tests.support.servers import PostgresServer, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def app(tmp_path: Path, request: pytest.FixtureRequest) -> Flask:
-    marker = request.node.get_closest_marker("config")
-    config = marker.kwargs if marker else {}
-    return create_app(
-        instance_path=str(tmp_path / "instance"), RESILIENCE_MONITOR_ENABLED=False, **config
-    )
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def resilience(app: Flask) -> Resilience:
-    extension: Resilience = app.extensions["test_resilience"]
-    return extension
+pytestmark = pytest.mark.config(RESILIENCE_MONITOR_ENABLED=False)
 
 
 def body(response: Any) -> dict[str, Any]:
@@ -52,10 +33,10 @@ def body(response: Any) -> dict[str, Any]:
     return data
 
 
-def test_live_answers_without_any_check(app: Flask, client: FlaskClient) -> None:
+def test_live_answers_without_any_check(resilience: Resilience, client: FlaskClient) -> None:
     calls = []
 
-    @resilience(app).health_check("db", critical=True)
+    @resilience.health_check("db", critical=True)
     def db_down() -> bool:
         calls.append(1)
         return False
@@ -82,8 +63,8 @@ def test_live_is_answered_before_flask(app: Flask, client: FlaskClient) -> None:
     assert json.loads(fallback.data) == {"status": "pass"}
 
 
-def test_overall_answer_follows_the_ietf_draft(app: Flask, client: FlaskClient) -> None:
-    @resilience(app).health_check("queue:depth")
+def test_overall_answer_follows_the_ietf_draft(resilience: Resilience, client: FlaskClient) -> None:
+    @resilience.health_check("queue:depth")
     def queue() -> HealthResult:
         return HealthResult("warn", observed_value=1500, observed_unit="jobs", output="deep")
 
@@ -104,15 +85,15 @@ def test_overall_answer_follows_the_ietf_draft(app: Flask, client: FlaskClient) 
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL_FAILED=0)
 def test_failing_critical_check_fails_and_other_failures_warn(
-    app: Flask, client: FlaskClient
+    app: Flask, resilience: Resilience, client: FlaskClient
 ) -> None:
     outcome = {"critical": True}
 
-    @resilience(app).health_check("optional")
+    @resilience.health_check("optional")
     def optional() -> bool:
         return False
 
-    @resilience(app).health_check("needed", critical=True)
+    @resilience.health_check("needed", critical=True)
     def needed() -> bool:
         return outcome["critical"]
 
@@ -146,15 +127,17 @@ def test_failing_critical_check_fails_and_other_failures_warn(
     ],
 )
 def test_what_a_check_returns(
-    app: Flask, client: FlaskClient, returned: Any, status: str, output: str | None
+    resilience: Resilience, client: FlaskClient, returned: Any, status: str, output: str | None
 ) -> None:
-    resilience(app).health_check("thing")(lambda: returned)
+    resilience.health_check("thing")(lambda: returned)
     entry = body(client.get("/health/detailed", headers=AUTH))["checks"]["thing"][0]
     assert (entry["status"], entry["output"]) == (status, output)
 
 
-def test_a_raising_check_is_a_safe_fail_not_a_500(app: Flask, client: FlaskClient) -> None:
-    @resilience(app).health_check("db", critical=True)
+def test_a_raising_check_is_a_safe_fail_not_a_500(
+    resilience: Resilience, client: FlaskClient
+) -> None:
+    @resilience.health_check("db", critical=True)
     def explode() -> None:
         raise RuntimeError(f"cannot reach postgresql://app:{PASSWORD}@db/app")
 
@@ -167,11 +150,13 @@ def test_a_raising_check_is_a_safe_fail_not_a_500(app: Flask, client: FlaskClien
 
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL_FAILED=0)
-def test_a_hanging_check_is_bounded_and_never_piles_up(app: Flask, client: FlaskClient) -> None:
+def test_a_hanging_check_is_bounded_and_never_piles_up(
+    resilience: Resilience, client: FlaskClient
+) -> None:
     release = threading.Event()
     starts = []
 
-    @resilience(app).health_check("hung", critical=True, timeout=0.3)
+    @resilience.health_check("hung", critical=True, timeout=0.3)
     def hung() -> None:
         starts.append(1)
         release.wait(60)
@@ -201,11 +186,13 @@ def test_a_hanging_check_is_bounded_and_never_piles_up(app: Flask, client: Flask
 
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL_FAILED=0)
-def test_a_stuck_check_is_run_again_once_it_finished(app: Flask, client: FlaskClient) -> None:
+def test_a_stuck_check_is_run_again_once_it_finished(
+    app: Flask, resilience: Resilience, client: FlaskClient
+) -> None:
     release = threading.Event()
     runs = []
 
-    @resilience(app).health_check("slow", critical=True, timeout=0.1)
+    @resilience.health_check("slow", critical=True, timeout=0.1)
     def slow() -> bool:
         runs.append(1)
         return release.wait(5)
@@ -219,9 +206,9 @@ def test_a_stuck_check_is_run_again_once_it_finished(app: Flask, client: FlaskCl
     assert len(runs) == 2
 
 
-def test_checks_run_in_parallel(app: Flask, client: FlaskClient) -> None:
+def test_checks_run_in_parallel(resilience: Resilience, client: FlaskClient) -> None:
     for number in range(5):
-        resilience(app).health_check(f"slow{number}")(lambda: time.sleep(0.3))
+        resilience.health_check(f"slow{number}")(lambda: time.sleep(0.3))
     started = time.perf_counter()
     data = body(client.get("/health"))
     elapsed = time.perf_counter() - started
@@ -229,10 +216,10 @@ def test_checks_run_in_parallel(app: Flask, client: FlaskClient) -> None:
     assert elapsed < 0.4
 
 
-def test_single_flight_under_concurrent_calls(app: Flask) -> None:
+def test_single_flight_under_concurrent_calls(app: Flask, resilience: Resilience) -> None:
     runs = []
 
-    @resilience(app).health_check("db", critical=True)
+    @resilience.health_check("db", critical=True)
     def db() -> bool:
         runs.append(1)
         time.sleep(0.3)
@@ -257,11 +244,11 @@ def test_single_flight_under_concurrent_calls(app: Flask) -> None:
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL=0, RESILIENCE_HEALTH_CACHE_TTL_FAILED=0)
 def test_a_check_that_keeps_raising_logs_one_traceback_per_streak(
-    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+    resilience: Resilience, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     failing = {"now": True}
 
-    @resilience(app).health_check("db", critical=True)
+    @resilience.health_check("db", critical=True)
     def database() -> bool:
         if failing["now"]:
             raise ConnectionError(f"cannot reach postgresql://app:{PASSWORD}@db/app\nmore")
@@ -291,11 +278,11 @@ def test_a_check_that_keeps_raising_logs_one_traceback_per_streak(
 
 
 @pytest.mark.config(RESILIENCE_HEALTH_CACHE_TTL=0.6, RESILIENCE_HEALTH_CACHE_TTL_FAILED=0.2)
-def test_results_are_cached_with_separate_ttls(app: Flask, client: FlaskClient) -> None:
+def test_results_are_cached_with_separate_ttls(resilience: Resilience, client: FlaskClient) -> None:
     answer = {"ok": True}
     runs = []
 
-    @resilience(app).health_check("dep", critical=True)
+    @resilience.health_check("dep", critical=True)
     def dep() -> bool:
         runs.append(1)
         return answer["ok"]
@@ -376,17 +363,18 @@ def test_without_token_protected_endpoints_are_refused_outside_debug(tmp_path: P
     assert app.test_client().get("/health/detailed").status_code in (200, 503)
 
 
-def test_the_guards_permission_loader_opens_them(app: Flask, client: FlaskClient) -> None:
+def test_the_guards_permission_loader_opens_them(
+    app: Flask, resilience: Resilience, client: FlaskClient
+) -> None:
     from flask import request
 
-    extension = resilience(app)
     grants = {"ops": {"resilience:health"}, "guest": {"reports:read"}}
 
-    @extension.current_user_loader
+    @resilience.current_user_loader
     def load_user() -> str | None:
         return request.headers.get("X-User")
 
-    @extension.permission_loader
+    @resilience.permission_loader
     def load_permissions(user: str) -> set[str]:
         return grants[user]
 
@@ -394,9 +382,9 @@ def test_the_guards_permission_loader_opens_them(app: Flask, client: FlaskClient
     assert client.get("/health/metrics", headers={"X-User": "guest"}).status_code == 401
     assert client.get("/health/metrics").status_code == 401
     with app.test_request_context(headers={"X-User": "ops"}):
-        assert extension.has_permission("resilience:health")
+        assert resilience.has_permission("resilience:health")
     with app.test_request_context():
-        assert not extension.has_permission("resilience:health")
+        assert not resilience.has_permission("resilience:health")
 
 
 @pytest.mark.config(RESILIENCE_HEALTH_VERSION="2.4.1")
@@ -443,7 +431,7 @@ def test_health_can_be_turned_off_or_moved(tmp_path: Path) -> None:
     off = create_app(instance_path=str(tmp_path), RESILIENCE_HEALTH_ENABLED=False)
     assert off.test_client().get("/health/live").status_code == 404
     with off.app_context(), pytest.raises(RuntimeError, match="RESILIENCE_HEALTH_ENABLED"):
-        resilience(off).monitor  # noqa: B018
+        extension_of(off).monitor  # noqa: B018
     moved = create_app(instance_path=str(tmp_path), RESILIENCE_HEALTH_URL_PREFIX="/_status")
     assert moved.test_client().get("/_status/live").status_code == 200
     assert moved.test_client().get("/_status").status_code == 200

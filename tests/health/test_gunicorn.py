@@ -18,11 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.health.apps import TOKEN
-from tests.health.helpers import free_port, skip_or_fail, stop_monitors, wait_until
 from tests.support.paths import ROOT
-from tests.support.servers import gunicorn_options
-
-__all__ = ["stop_monitors"]
+from tests.support.servers import free_port, gunicorn_options, skip_or_fail, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INTERVAL = 0.2

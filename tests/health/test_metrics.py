@@ -12,9 +12,6 @@ from flask_resilience.health.builtin import level_status, redis_checks
 from flask_resilience.health.metrics import Metrics, _breaker_states, mark_process_dead
 from flask_resilience.health.stats import RequestLog, RequestStats
 from tests.health.apps import TOKEN, create_app
-from tests.health.helpers import stop_monitors
-
-__all__ = ["stop_monitors"]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

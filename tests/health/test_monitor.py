@@ -16,9 +16,7 @@ from flask_resilience import Resilience
 from flask_resilience.health import Alert, Sample, alert_raised, health_state
 from flask_resilience.health.monitor import FileSwitch, Monitor, RedisSwitch, Thresholds
 from tests.health.apps import TOKEN, create_app
-from tests.health.helpers import free_port, stop_monitors, wait_until
-
-__all__ = ["stop_monitors"]
+from tests.support.servers import free_port, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMITS = {

@@ -1,39 +1,28 @@
-"""Helpers of the health tests: a PostgreSQL server with a password, waits, cleanup."""
+"""The health tests' link of the fixture chain, and a PostgreSQL server with a password."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 
-from tests.support.servers import (
-    PostgresServer,
-    free_port,
-    postgres_unavailable_reason,
-    skip_or_fail,
-    wait_until,
-)
-
-__all__ = [
-    "PASSWORD",
-    "free_port",
-    "health_postgres",
-    "skip_or_fail",
-    "stop_monitors",
-    "wait_until",
-]
-
-PASSWORD = "s3cret-Pa55word-xyz"
+from tests.health.apps import HEALTH_CONFIG, PASSWORD, add_health_views
+from tests.support.servers import PostgresServer, postgres_unavailable_reason, skip_or_fail
 
 
-@pytest.fixture(autouse=True)
-def stop_monitors() -> Iterator[None]:
-    yield
-    from tests.health.apps import stop_monitors
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**HEALTH_CONFIG, **app_config}
 
-    stop_monitors()
+
+@pytest.fixture
+def app(app: Flask) -> Flask:
+    add_health_views(app)
+    return app
 
 
 @pytest.fixture(scope="session")
