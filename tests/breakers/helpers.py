@@ -17,7 +17,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_numbers)}"
 
 
-def make_app(**config: Any) -> Flask:
+def resilient_app(**config: Any) -> Flask:
+    """An app with the extension on it, whose configuration gives the decorators' defaults."""
     app = Flask(__name__)
     app.config.update(config)
     Resilience(app)

@@ -13,7 +13,7 @@ from flask import request
 
 from flask_resilience import BulkheadFull, bulkhead
 from flask_resilience.bulkheads import bulkhead_states
-from tests.breakers.helpers import make_app, unique
+from tests.breakers.helpers import resilient_app, unique
 
 
 class Gate:
@@ -87,7 +87,7 @@ def test_slots_are_released_when_the_call_raises() -> None:
 
 
 def test_a_full_bulkhead_answers_503_with_retry_after_in_a_view() -> None:
-    app = make_app(RESILIENCE_BULKHEAD_MAX_CONCURRENT=1)
+    app = resilient_app(RESILIENCE_BULKHEAD_MAX_CONCURRENT=1)
     gate = Gate()
     name = unique("view")
 
@@ -143,7 +143,7 @@ def test_coroutine_functions_share_the_cap_and_wait_without_blocking() -> None:
 
 
 def test_async_views_are_capped() -> None:
-    app = make_app()
+    app = resilient_app()
 
     @app.route("/slow", methods=["GET", "OPTIONS"])
     @bulkhead(1)

@@ -13,7 +13,7 @@ from werkzeug.exceptions import NotFound
 
 from flask_resilience import CircuitOpen, Resilience, circuit_breaker
 from flask_resilience.circuit import get_breaker
-from tests.breakers.helpers import Flaky, make_app, unique
+from tests.breakers.helpers import Flaky, resilient_app, unique
 
 
 def test_opens_after_fail_max_consecutive_failures_and_refuses_without_calling() -> None:
@@ -229,7 +229,7 @@ def test_an_async_fallback_for_a_sync_function_is_refused() -> None:
 
 
 def test_an_open_breaker_answers_503_problem_json_with_retry_after_in_a_view() -> None:
-    app = make_app()
+    app = resilient_app()
     name = unique("quote-service")
 
     @app.get("/api/quote")
@@ -253,7 +253,7 @@ def test_an_open_breaker_answers_503_problem_json_with_retry_after_in_a_view() -
 
 
 def test_async_views_and_options_requests() -> None:
-    app = make_app()
+    app = resilient_app()
     flaky = Flaky()
 
     @app.route("/async", methods=["GET", "OPTIONS"])
@@ -271,7 +271,7 @@ def test_async_views_and_options_requests() -> None:
 
 
 def test_defaults_come_from_the_app_config_and_breakers_are_listed() -> None:
-    app = make_app(RESILIENCE_CIRCUIT_FAIL_MAX=2, RESILIENCE_CIRCUIT_RESET_TIMEOUT=7)
+    app = resilient_app(RESILIENCE_CIRCUIT_FAIL_MAX=2, RESILIENCE_CIRCUIT_RESET_TIMEOUT=7)
     name = unique("listed")
     flaky = Flaky()
     guarded = circuit_breaker(name)(flaky)
@@ -345,7 +345,7 @@ def test_circuit_breakers_needs_a_registered_app() -> None:
 
 
 def test_abort_in_a_guarded_view_keeps_its_status() -> None:
-    app = make_app()
+    app = resilient_app()
 
     @app.get("/missing")
     @circuit_breaker(unique("abort"), fail_max=1, reset_timeout=60)

@@ -16,7 +16,7 @@ from flask_resilience import (
     graceful_degradation,
     retry_on_failure,
 )
-from tests.breakers.helpers import make_app, unique
+from tests.breakers.helpers import resilient_app, unique
 from tests.support.paths import DOCS
 
 KEYS = {
@@ -75,11 +75,11 @@ def test_name_docstring_and_signature_are_kept(index: int) -> None:
 )
 def test_wrong_values_are_refused_at_init_app_naming_the_key(key: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=key):
-        make_app(**{key: value})
+        resilient_app(**{key: value})
 
 
 def test_good_values_are_accepted() -> None:
-    app = make_app(
+    app = resilient_app(
         RESILIENCE_CIRCUIT_STORAGE_URI="rediss://cache.internal:6380/2",
         RESILIENCE_RETRY_DELAY=0,
         RESILIENCE_CIRCUIT_RESET_TIMEOUT=0.5,

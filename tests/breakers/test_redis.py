@@ -18,7 +18,7 @@ from flask_resilience import CircuitOpen, circuit_breaker
 from flask_resilience import circuit as circuit_module
 from flask_resilience.circuit import Breakers, breaker_states
 from flask_resilience.state import get_state
-from tests.breakers.helpers import Flaky, make_app, unique
+from tests.breakers.helpers import Flaky, resilient_app, unique
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -37,7 +37,7 @@ def call_in(app: Flask, func: Callable[..., Any], *args: Any) -> Any:
 def test_a_flapping_dependency_opens_half_opens_and_closes_one_breaker_for_two_apps(
     redis_url: str,
 ) -> None:
-    first, second = (make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url) for _ in range(2))
+    first, second = (resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url) for _ in range(2))
     name = unique("flapping")
     flaky = Flaky()
     guarded = circuit_breaker(name, fail_max=3, reset_timeout=0.2)(flaky)
@@ -71,9 +71,9 @@ def test_a_new_app_or_process_keeps_the_state_others_stored(redis_url: str) -> N
     name = unique("late")
     guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(Flaky())
     with pytest.raises(ConnectionError):
-        call_in(make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url), guarded)
+        call_in(resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url), guarded)
 
-    late = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)  # a worker started afterwards
+    late = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)  # a worker started afterwards
     assert breakers(late)[name]["state"] == "open"
     with pytest.raises(CircuitOpen) as refused:
         call_in(late, guarded)
@@ -81,7 +81,7 @@ def test_a_new_app_or_process_keeps_the_state_others_stored(redis_url: str) -> N
 
 
 def test_each_breaker_has_its_own_redis_namespace(redis_url: str) -> None:
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
     failing, healthy = unique("ns-failing"), unique("ns-healthy")
     guarded_failing = circuit_breaker(failing, fail_max=1, reset_timeout=60)(Flaky())
     guarded_healthy = circuit_breaker(healthy, fail_max=1, reset_timeout=60)(lambda: "ok")
@@ -99,7 +99,7 @@ def test_each_breaker_has_its_own_redis_namespace(redis_url: str) -> None:
 
 
 def test_half_open_trials_are_bounded_across_apps(redis_url: str) -> None:
-    first, second = (make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url) for _ in range(2))
+    first, second = (resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url) for _ in range(2))
     name = unique("trial-shared")
     inside, release = threading.Event(), threading.Event()
     state = {"failing": True}
@@ -146,7 +146,7 @@ with app.app_context():
 
 
 def test_a_trial_lost_with_a_killed_worker_is_given_back_after_its_lease(redis_url: str) -> None:
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
     name = unique("lost-trial")
     flaky = Flaky()
     guarded = circuit_breaker(name, fail_max=1, reset_timeout=0.2)(flaky)
@@ -176,7 +176,7 @@ def test_redis_killed_while_a_breaker_is_in_use(
     redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(circuit_module, "_RETRY_REDIS_AFTER", (0.2, 0.4))
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
     name = unique("redis-dies")
     flaky = Flaky()
     flaky.failing = False
@@ -212,7 +212,7 @@ def test_redis_killed_while_a_breaker_is_in_use(
 
 def test_an_app_starts_and_its_breakers_work_while_redis_is_down(redis: RedisServer) -> None:
     redis.kill()
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
     name = unique("down-at-start")
     guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(Flaky())
     started = time.monotonic()
@@ -226,7 +226,7 @@ def test_an_app_starts_and_its_breakers_work_while_redis_is_down(redis: RedisSer
 
 def test_the_password_in_the_storage_uri_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     uri = "redis://user:secret@127.0.0.1:1/0"  # nothing listens on port 1
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=uri)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=uri)
     guarded = circuit_breaker(unique("password"), fail_max=1)(lambda: "ok")
     caplog.set_level(logging.WARNING)
     assert call_in(app, guarded) == "ok"
@@ -237,7 +237,7 @@ def test_the_password_in_the_storage_uri_is_not_logged(caplog: pytest.LogCapture
 
 
 def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url: str) -> None:
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis_url)
     name = unique("by-hand")
     guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(lambda: "ok")
     client = redis_lib.Redis.from_url(redis_url)
@@ -251,7 +251,7 @@ def test_a_breaker_opened_by_hand_without_a_time_lets_a_trial_through(redis_url:
 
 
 def test_commands_failing_together_count_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
-    app = make_app(RESILIENCE_CIRCUIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI="redis://127.0.0.1:1/0")
     link = get_state(app).get(Breakers).link
     assert link is not None
     caplog.set_level(logging.WARNING)

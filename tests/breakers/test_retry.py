@@ -16,7 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from werkzeug.exceptions import ServiceUnavailable
 
 from flask_resilience import Resilience, retry_on_failure
-from tests.breakers.helpers import Flaky, make_app
+from tests.breakers.helpers import Flaky, resilient_app
 
 
 class Sleeps(list[float]):
@@ -116,7 +116,7 @@ def test_http_errors_are_answers_not_faults() -> None:
 
 
 def test_defaults_come_from_the_app_config_or_the_built_in_values() -> None:
-    app = make_app(RESILIENCE_RETRY_MAX_RETRIES=1, RESILIENCE_RETRY_DELAY=0.5)
+    app = resilient_app(RESILIENCE_RETRY_MAX_RETRIES=1, RESILIENCE_RETRY_DELAY=0.5)
     sleeps = Sleeps()
     failing = FailsTimes(100)
     guarded = retry_on_failure(jitter=False, sleep=sleeps)(failing)
@@ -125,7 +125,7 @@ def test_defaults_come_from_the_app_config_or_the_built_in_values() -> None:
     assert (failing.calls, sleeps) == (2, [0.5])
 
     failing.calls, sleeps[:] = 0, []
-    app = make_app(RESILIENCE_RETRY_MAX_DELAY=1.5)
+    app = resilient_app(RESILIENCE_RETRY_MAX_DELAY=1.5)
     with app.app_context(), pytest.raises(ConnectionError):
         guarded()
     assert (failing.calls, sleeps) == (4, [1.0, 1.5, 1.5])
