@@ -27,6 +27,10 @@ def hello_app(**config: Any) -> Flask:
     return app
 
 
+def unused_write(data: bytes) -> None:
+    """The ``write`` callable ``start_response`` returns (PEP 3333), which Flask never calls."""
+
+
 def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[], object]:
     """One in-process WSGI call, as a server would make it, without a test client."""
     environ: dict[str, Any] = {
@@ -42,11 +46,14 @@ def wsgi_caller(app: Flask, path: str = "/", **extra_environ: str) -> Callable[[
         **extra_environ,
     }
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
         assert status.startswith("200"), status
+        return unused_write
 
     def call() -> object:
         body = app.wsgi_app(dict(environ), start_response)
-        return b"".join(body)  # type: ignore[arg-type]
+        return b"".join(body)
 
     return call

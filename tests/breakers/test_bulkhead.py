@@ -164,4 +164,4 @@ def test_names_are_unique_per_settings_and_arguments_are_checked() -> None:
         bulkhead(4, name=name)(lambda: None)
     for wrong in ({"max_concurrent": 0}, {"max_concurrent": True}, {"max_wait": -1}):
         with pytest.raises(ValueError):
-            bulkhead(**wrong)  # type: ignore[arg-type]
+            bulkhead(**wrong)

@@ -27,6 +27,7 @@ def test_opens_after_fail_max_consecutive_failures_and_refuses_without_calling()
         guarded()
 
     assert flaky.calls == 3
+    assert isinstance(refused.value.retry_after, int)
     assert 59 <= refused.value.retry_after <= 60
     assert refused.value.code == 503
 

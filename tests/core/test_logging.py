@@ -15,7 +15,7 @@ from flask_resilience import Resilience
 from flask_resilience.log import JsonFormatter, current_request_id
 
 
-class User(UserMixin):
+class User(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
     def __init__(self, user_id: str) -> None:
         self.id = user_id
 

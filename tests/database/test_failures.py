@@ -130,6 +130,7 @@ def test_a_crash_is_still_logged_with_its_traceback(
     assert record.name == app.logger.name
     assert record.getMessage() == "Exception on /bug [GET]"
     assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
     assert isinstance(record.exc_info[1], ZeroDivisionError)
     assert getattr(record, "request_id", None) == response.headers["X-Request-ID"]
 
@@ -165,6 +166,7 @@ def test_a_database_bug_is_a_crash_not_an_outage(
     [record] = [r for r in caplog.records if r.exc_info is not None]
     assert record.levelno == logging.ERROR
     assert record.getMessage() == "Exception on /bug [GET]"
+    assert record.exc_info is not None
     assert isinstance(record.exc_info[1], sa.exc.DBAPIError)
     assert app.test_client().get("/one").get_data(as_text=True) == "1"
 

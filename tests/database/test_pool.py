@@ -482,6 +482,7 @@ def test_pool_status_limits_are_the_options_in_force(setup: Setup, postgres_url:
     with app.app_context():
         pool = db.engine.pool
         limits = resilience.pool_status()[None]["limits"]
+    assert isinstance(pool, QueuePool)
 
     assert limits == {
         "pool_size": pool.size(),
@@ -502,7 +503,7 @@ def test_a_failed_flush_is_rolled_back_before_the_error_handler_and_the_next_req
 ) -> None:
     app, db, _ = setup(SQLALCHEMY_DATABASE_URI=postgres_url, PROPAGATE_EXCEPTIONS=False)
 
-    class Account(db.Model):  # type: ignore[name-defined]
+    class Account(db.Model):  # type: ignore[name-defined, misc]
         id: Mapped[int] = mapped_column(primary_key=True)
         email: Mapped[str] = mapped_column(unique=True)
 

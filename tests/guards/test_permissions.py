@@ -622,19 +622,25 @@ def test_loaders_registered_before_init_app_serve_every_app() -> None:
     resilience.current_user_loader(lambda: USERS[1])
     resilience.permission_loader(lambda user: user.permissions)
     apps = [Flask("one"), Flask("two")]
+
+    def docs() -> str:
+        return "docs"
+
     for each in apps:
         each.config.update(SECRET_KEY=SECRET, TESTING=True)
         resilience.init_app(each)
-        each.add_url_rule(
-            "/api/docs", view_func=permission_required("documents:write")(lambda: "docs")
-        )
+        each.add_url_rule("/api/docs", view_func=permission_required("documents:write")(docs))
     assert [each.test_client().get("/api/docs").status_code for each in apps] == [200, 200]
 
 
 def test_guard_on_an_app_without_the_extension_says_what_to_do() -> None:
     app = Flask(__name__)
     app.config["TESTING"] = True
-    app.add_url_rule("/api/docs", view_func=permission_required("documents:write")(lambda: "x"))
+
+    def docs() -> str:
+        return "x"
+
+    app.add_url_rule("/api/docs", view_func=permission_required("documents:write")(docs))
     with pytest.raises(RuntimeError, match="init_app"):
         app.test_client().get("/api/docs")
 

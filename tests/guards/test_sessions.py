@@ -551,7 +551,8 @@ def test_the_clock_is_the_state_time_source() -> None:
 
 def test_rotation_drops_old_keys_and_keeps_what_is_asked() -> None:
     app, _ = timed_app(RESILIENCE_SESSION_IDLE_TIMEOUT=600)
-    clock: Clock = guard_state(app).time_source
+    clock = guard_state(app).time_source
+    assert isinstance(clock, Clock)
 
     @app.post("/login")
     def do_login() -> str:

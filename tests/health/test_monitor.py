@@ -54,7 +54,8 @@ def monitor(tmp_path: Path, **options: Any) -> tuple[Monitor, Recorder]:
 def feed(target: Monitor, metric: str, *values: float) -> list[str]:
     levels = []
     for value in values:
-        target.observe(Sample(time=time.time(), **{metric: value}))
+        reading: dict[str, Any] = {metric: value}  # one of Sample's fields, by name
+        target.observe(Sample(time=time.time(), **reading))
         levels.append(target.levels[metric])
     return levels
 

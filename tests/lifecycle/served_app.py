@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 
 from flask_resilience import Resilience
 
@@ -36,17 +36,17 @@ def create_app() -> Flask:
             file.write(f"cleanup {os.getpid()}\n")
 
     @app.get("/slow")
-    def slow() -> object:
+    def slow() -> Response:
         time.sleep(float(request.args.get("seconds", "2")))
         return jsonify(draining=current_app.extensions["resilience"].draining.is_set())
 
     @app.get("/health/ready")
-    def ready() -> object:
+    def ready() -> tuple[Response, int]:
         draining = current_app.extensions["resilience"].draining.is_set()
         return jsonify(draining=draining), 503 if draining else 200
 
     @app.get("/health/live")
-    def live() -> object:
+    def live() -> Response:
         return jsonify(status="pass")
 
     return app

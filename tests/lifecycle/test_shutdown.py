@@ -366,6 +366,7 @@ def test_shutdown_disposes_of_the_database_pools_after_the_apps_cleanups(
 ) -> None:
     from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy import text
+    from sqlalchemy.pool import QueuePool
 
     db = SQLAlchemy()
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}")
@@ -383,10 +384,13 @@ def test_shutdown_disposes_of_the_database_pools_after_the_apps_cleanups(
         db.session.execute(text("SELECT 1"))
         db.session.remove()
         pool = db.engine.pool
+        assert isinstance(pool, QueuePool)
         assert pool.checkedin() == 1
         resilience.shutdown()
-        assert db.engine.pool is not pool  # disposed of: a fresh, empty pool
-        assert db.engine.pool.checkedin() == 0
+        fresh = db.engine.pool
+        assert fresh is not pool  # disposed of: a fresh, empty pool
+        assert isinstance(fresh, QueuePool)
+        assert fresh.checkedin() == 0
     assert pools_seen == [pool]
 
 

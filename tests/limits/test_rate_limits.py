@@ -56,6 +56,12 @@ def limited_app(
     return app, resilience
 
 
+def limiter_of(app: Flask) -> Limiter:
+    limiter = limiting.limiter_of(app)
+    assert limiter is not None, "the app has no limiter"
+    return limiter
+
+
 def hit(client: FlaskClient, times: int, path: str = "/", **kwargs: Any) -> list[int]:
     return [client.get(path, **kwargs).status_code for _ in range(times)]
 
@@ -249,7 +255,10 @@ def test_hide_password_hides_the_password() -> None:
 def test_limits_are_shared_by_instances_through_redis(
     make_app: Callable[..., Flask], redis_url: str
 ) -> None:
-    config = {"RATELIMIT_STORAGE_URI": redis_url, "RATELIMIT_DEFAULT": "3 per minute"}
+    config: dict[str, Any] = {
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_DEFAULT": "3 per minute",
+    }
     one = limited_app(make_app, **config)[0].test_client()
     two = limited_app(make_app, **config)[0].test_client()
     statuses = [client.get("/").status_code for client in (one, two, one, two)]
@@ -277,7 +286,7 @@ def test_a_redis_outage_fails_no_request_and_limits_return_with_redis(
     report = status()
     assert report["status"] == "degraded"
     assert report["reachable"] is False
-    assert limiting.storage_health(limiting.limiter_of(app)) == "warn"
+    assert limiting.storage_health(limiter_of(app)) == "warn"
 
     redis.restart()
     # Flask-Limiter looks at the storage again with exponential backoff.
@@ -287,13 +296,14 @@ def test_a_redis_outage_fails_no_request_and_limits_return_with_redis(
         20,
         interval=0.5,
     ), status()
-    assert limiting.storage_health(limiting.limiter_of(app)) == "pass"
+    assert limiting.storage_health(limiter_of(app)) == "pass"
     # Enforced through Redis again: another instance sees this one's count.
     another = limited_app(
         make_app, RATELIMIT_STORAGE_URI=redis.url, RATELIMIT_DEFAULT="5 per minute"
     )[0].test_client()
-    fresh = {"environ_base": {"REMOTE_ADDR": "10.2.2.2"}}
-    assert hit(client, 3, **fresh) + hit(another, 3, **fresh) == [200] * 5 + [429]
+    fresh = {"REMOTE_ADDR": "10.2.2.2"}
+    statuses = hit(client, 3, environ_base=fresh) + hit(another, 3, environ_base=fresh)
+    assert statuses == [200] * 5 + [429]
 
 
 def test_worker_count() -> None:
@@ -392,7 +402,7 @@ def test_redis_killed_while_requests_are_being_served(
     def client_loop(number: int) -> list[int]:
         client = app.test_client()
         environ = {"REMOTE_ADDR": f"10.0.0.{number}"}
-        statuses = []
+        statuses: list[int] = []
         while len(statuses) < 400:
             statuses.append(client.get("/", environ_base=environ).status_code)
             if len(statuses) == 100 and number == 0:
