@@ -11,13 +11,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, lifecycle
 from flask_resilience.circuit import Breakers
@@ -114,7 +113,9 @@ def test_a_cleanup_with_no_time_left_is_skipped(
 
 
 @pytest.fixture
-def served(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, Resilience, str]]:
+def served(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> tuple[Flask, Resilience, str]:
     """A real threaded HTTP server in this process, with a slow view."""
     resilience = Resilience()
     app = make_app(RATELIMIT_ENABLED=False, RESILIENCE_SHUTDOWN_TIMEOUT=5)
@@ -130,13 +131,7 @@ def served(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, Resilience, 
         resilience.shutdown()
         return "shut"
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, resilience, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    return app, resilience, serve(app)
 
 
 def _get(url: str, timeout: float = 10) -> tuple[int, str]:
@@ -395,7 +390,9 @@ def test_shutdown_disposes_of_the_database_pools_after_the_apps_cleanups(
 
 
 def test_requests_still_in_flight_at_the_deadline_are_logged(
-    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+    make_app: Callable[..., Flask],
+    serve: Callable[[Flask], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = make_app(RATELIMIT_ENABLED=False, RESILIENCE_SHUTDOWN_TIMEOUT=0.3)
     Resilience(app)
@@ -406,20 +403,16 @@ def test_requests_still_in_flight_at_the_deadline_are_logged(
         release.wait(5)
         return "done"
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            request = pool.submit(_get, f"http://127.0.0.1:{server.server_port}/stuck")
-            lifecycle_ = lifecycle.lifecycle_of(app)
-            assert wait_until(lambda: lifecycle_.in_flight == 1, 5)
-            started = time.monotonic()
-            lifecycle_.shutdown()
-            assert time.monotonic() - started < 1
-            release.set()
-            assert request.result() == (200, "done")
-    finally:
-        server.shutdown()
+    url = serve(app)
+    with ThreadPoolExecutor(1) as pool:
+        request = pool.submit(_get, f"{url}/stuck")
+        lifecycle_ = lifecycle.lifecycle_of(app)
+        assert wait_until(lambda: lifecycle_.in_flight == 1, 5)
+        started = time.monotonic()
+        lifecycle_.shutdown()
+        assert time.monotonic() - started < 1
+        release.set()
+        assert request.result() == (200, "done")
     assert "1 requests still in flight" in caplog.text
 
 

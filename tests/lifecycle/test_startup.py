@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import pytest
 from click.testing import Result
 from flask import Flask
 from flask.cli import ScriptInfo
-from werkzeug.serving import make_server
 
 from flask_resilience import Resilience, ResilienceWarning, StartupCheckFailed, startup
 from flask_resilience.cli import resilience_group
@@ -364,15 +363,9 @@ def health_app(make_app: Callable[..., Flask], **config: Any) -> Flask:
 
 
 @pytest.fixture
-def serving(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, str]]:
+def serving(make_app: Callable[..., Flask], serve: Callable[[Flask], str]) -> tuple[Flask, str]:
     app = health_app(make_app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    return app, serve(app)
 
 
 def test_probe_over_http(serving: tuple[Flask, str]) -> None:
