@@ -15,7 +15,7 @@ from flask import Flask
 from flask_resilience import Resilience
 from flask_resilience.health import Alert, Sample, alert_raised, health_state
 from flask_resilience.health.monitor import FileSwitch, Monitor, RedisSwitch, Thresholds
-from tests.health.apps import TOKEN, create_app
+from tests.health.apps import TOKEN, create_app, extension_of
 from tests.support.servers import free_port, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -110,7 +110,7 @@ def test_every_metric_has_its_threshold(tmp_path: Path) -> None:
 
 def test_alert_callbacks_and_signal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_ENABLED=False)
-    resilience: Resilience = app.extensions["test_resilience"]
+    resilience = extension_of(app)
     received: list[Alert] = []
     signalled: list[tuple[Any, Alert]] = []
 
@@ -155,7 +155,7 @@ def test_a_raising_signal_receiver_is_logged(
     alert_raised.connect(receiver, app)
     try:
         with app.app_context(), caplog.at_level(logging.ERROR):
-            app.extensions["test_resilience"].monitor.observe(Sample(time=1.0, cpu_usage=99))
+            extension_of(app).monitor.observe(Sample(time=1.0, cpu_usage=99))
     finally:
         alert_raised.disconnect(receiver, app)
     assert "receiver bug" in caplog.text
@@ -261,7 +261,7 @@ def test_gc_runs_when_memory_turns_critical(tmp_path: Path) -> None:
 def test_the_thread_starts_with_the_first_request_only(tmp_path: Path) -> None:
     app = create_app(instance_path=str(tmp_path), RESILIENCE_MONITOR_INTERVAL=0.05)
     with app.app_context():
-        target = app.extensions["test_resilience"].monitor
+        target = extension_of(app).monitor
     # This app's own thread, not a count of every monitor thread: other tests'
     # monitors end on their own schedule while this one runs.
     assert target._thread is None  # not at init, not at import
@@ -290,7 +290,7 @@ def test_the_http_switch_reaches_other_workers(tmp_path: Path) -> None:
     for app in (first, second):
         app.test_client().get("/")
         with app.app_context():
-            monitors.append(app.extensions["test_resilience"].monitor)
+            monitors.append(extension_of(app).monitor)
     try:
         assert all(m.state == "running" for m in monitors)
         response = first.test_client().post("/health/monitoring/stop", headers=AUTH)
@@ -316,7 +316,7 @@ def test_disabled_monitor_starts_stopped_and_can_be_started(tmp_path: Path) -> N
     client = app.test_client()
     client.get("/")
     with app.app_context():
-        target = app.extensions["test_resilience"].monitor
+        target = extension_of(app).monitor
     try:
         assert target.state == "stopped"
         response = client.post("/health/monitoring/start", headers=AUTH)
@@ -353,7 +353,7 @@ def test_the_switch_can_live_in_redis(tmp_path: Path, redis_url: str) -> None:
     for app in apps:
         app.test_client().get("/")
         with app.app_context():
-            monitors.append(app.extensions["test_resilience"].monitor)
+            monitors.append(extension_of(app).monitor)
     try:
         apps[0].test_client().post("/health/monitoring/stop", headers=AUTH)
         assert wait_until(lambda: monitors[1].state == "stopped", 0.5)
@@ -408,7 +408,7 @@ def test_requests_of_an_app_in_testing_mode_start_no_monitor(tmp_path: Path) -> 
     client = app.test_client()
     client.get("/")
     with app.app_context():
-        target = app.extensions["test_resilience"].monitor
+        target = extension_of(app).monitor
     assert target._thread is None
     response = client.post("/health/monitoring/start", headers=AUTH)
     assert json.loads(response.data)["monitoring"] == "running"
