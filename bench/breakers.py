@@ -7,6 +7,8 @@ request), in-process. The breaker keeps its state in memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bench.core import hello_app
 from bench.table import Row, compare
 from flask_resilience import Resilience, bulkhead, circuit_breaker, retry_on_failure
@@ -22,7 +24,7 @@ def _work(value: int = 1) -> int:
 def rows(scale: float = 1.0) -> list[Row]:
     app = hello_app()
     Resilience(app)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "bare": _work,
         "circuit_breaker (memory)": circuit_breaker("bench-breaker")(_work),
         "bulkhead": bulkhead(10, name="bench-bulkhead")(_work),

@@ -27,6 +27,10 @@ def hello_app(**config: Any) -> Flask:
     return app
 
 
+def unused_write(data: bytes) -> None:
+    """The ``write`` callable ``start_response`` returns (PEP 3333), which Flask never calls."""
+
+
 def wsgi_caller(
     app: Flask, path: str = "/", *, expect: str = "200", **extra_environ: str
 ) -> Callable[[], object]:
@@ -47,11 +51,14 @@ def wsgi_caller(
         **extra_environ,
     }
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
         assert status.startswith(expect), status
+        return unused_write
 
     def call() -> object:
         body = app.wsgi_app(dict(environ), start_response)
-        return b"".join(body)  # type: ignore[arg-type]
+        return b"".join(body)
 
     return call

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from bench.table import Row, compare
 from flask_resilience import query_timeout
 from flask_resilience.deadlines import current_deadline, statements
-from tests.servers import PostgresServer
+from tests.support.servers import PostgresServer
 
 REPEAT = 2_000
 ROUNDS = 7

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
-from bench.core import PRODUCTION_CONFIG
+from bench.core import PRODUCTION_CONFIG, unused_write
 from bench.table import Row, compare, render, scaled
 from flask_resilience import Resilience
 from flask_resilience.health import health_state
@@ -30,12 +30,14 @@ def _wsgi_call(app: Flask, path: str) -> Callable[[], object]:
     """One request through the app's WSGI callable, without a test client around it."""
     environ = EnvironBuilder(path=path).get_environ()
 
-    def start_response(status: str, headers: list[Any], exc_info: Any = None) -> None:
-        return None
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
+        return unused_write
 
     def call() -> object:
         body = app.wsgi_app(dict(environ), start_response)
-        return b"".join(body)  # type: ignore[arg-type]
+        return b"".join(body)
 
     return call
 

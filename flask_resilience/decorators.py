@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from flask import current_app, got_request_exception, has_app_context, has_request_context
@@ -59,22 +59,24 @@ def _status_for(error: Exception, default: int = 500) -> int:
 
 
 Fallback = ResponseReturnValue | Callable[[Exception], ResponseReturnValue]
+# What a view returns, a coroutine function's view included: the wrapper runs it to completion.
+ViewReturn = ResponseReturnValue | Awaitable[ResponseReturnValue]
 
 
 @overload
 def safe_route_handler(
-    view: Callable[P, ResponseReturnValue],
+    view: Callable[P, ViewReturn],
 ) -> Callable[P, ResponseReturnValue]: ...
 
 
 @overload
 def safe_route_handler(
     *, fallback: Fallback | None = None, status: int = 500
-) -> Callable[[Callable[P, ResponseReturnValue]], Callable[P, ResponseReturnValue]]: ...
+) -> Callable[[Callable[P, ViewReturn]], Callable[P, ResponseReturnValue]]: ...
 
 
 def safe_route_handler(
-    view: Callable[P, ResponseReturnValue] | None = None,
+    view: Callable[P, ViewReturn] | None = None,
     *,
     fallback: Fallback | None = None,
     status: int = 500,
@@ -99,11 +101,11 @@ def safe_route_handler(
     if status not in default_exceptions or status < 400:
         raise ValueError(f"safe_route_handler status must be an HTTP error status, not {status!r}.")
 
-    def decorate(func: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
+    def decorate(func: Callable[P, ViewReturn]) -> Callable[P, ResponseReturnValue]:
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
             try:
-                return _call(func, *args, **kwargs)
+                return cast(ResponseReturnValue, _call(func, *args, **kwargs))
             except HTTPException:
                 raise
             except Exception as error:

@@ -25,7 +25,7 @@ import requests
 
 from harness.probe import Prober
 from harness.stack import Stack
-from tests.servers import LOCALHOST, libpq_conninfo, wait_until
+from tests.support.servers import LOCALHOST, libpq_conninfo, wait_until
 
 DOCUMENTS_TABLE = "document"
 TERMINATE_APP_BACKENDS = (

@@ -24,7 +24,7 @@ from types import TracebackType
 import psutil
 import requests
 
-from tests.servers import (
+from tests.support.servers import (
     LOCALHOST,
     PostgresServer,
     RedisServer,

@@ -13,10 +13,15 @@ from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
+from flask_resilience import Resilience
+from flask_resilience.health import HealthState
 from flask_resilience.health.monitor import Monitor
-from tests.servers import (
+from flask_resilience.state import ResilienceState
+from tests.support.paths import ROOT
+from tests.support.servers import (
     MariaDBServer,
     PostgresServer,
     RedisServer,
@@ -254,11 +259,13 @@ def _stop_monitor_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Build a Flask app with its instance folder in ``tmp_path``.
+    """Make Flask apps, without the extension: ``make_app(**config)``, as many as the test needs.
 
-    ``PROPAGATE_EXCEPTIONS`` is off, as in production, so an unhandled exception
-    is answered by the app instead of raised into the test. The database engines
-    of every app made are disposed of at the end of the test.
+    Each has its instance folder in ``tmp_path``, a secret key, and
+    ``PROPAGATE_EXCEPTIONS`` off, as in production, so an unhandled exception is
+    answered by the app instead of raised into the test. At the end of the test
+    the database engines of every app made are disposed of and their health
+    monitors stopped.
     """
     apps: list[Flask] = []
 
@@ -274,7 +281,15 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
+        stop_monitor(app)
         dispose_engines(app)
+
+
+def stop_monitor(app: Flask) -> None:
+    state = app.extensions.get("resilience")
+    health = state.find(HealthState) if isinstance(state, ResilienceState) else None
+    if health is not None:
+        health.monitor.stop()
 
 
 def dispose_engines(app: Flask) -> None:
@@ -285,6 +300,44 @@ def dispose_engines(app: Flask) -> None:
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+# The app of a test, one fixture on the next: app_config -> app -> resilience -> client.
+# A folder's conftest.py (or a module) overrides a link for its area, taking the one
+# above as its argument: ``def app_config(app_config)`` to add keys, ``def app(app)``
+# to add views, ``def resilience(resilience)`` to register loaders.
+
+
+@pytest.fixture
+def app_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The configuration ``app`` is made with, over ``make_app``'s own.
+
+    It is what the ``config`` markers of the test, its class and its module say
+    (``@pytest.mark.config(KEY=value)``), the nearest marker winning. An override
+    puts its keys under the markers': ``return {"KEY": value, **app_config}``.
+    """
+    config: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("config"))):
+        config.update(marker.kwargs)
+    return config
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], app_config: dict[str, Any]) -> Flask:
+    """The test's app: ``make_app(**app_config)``, the extension not yet on it."""
+    return make_app(**app_config)
+
+
+@pytest.fixture
+def resilience(app: Flask) -> Resilience:
+    """The extension, initialised on ``app``."""
+    return Resilience(app)
+
+
+@pytest.fixture
+def client(app: Flask, resilience: Resilience) -> FlaskClient:
+    """A test client of ``app`` with the extension on it."""
+    return app.test_client()
 
 
 @pytest.fixture
@@ -301,7 +354,7 @@ def harness_smoke(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess
     def run(name: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", f"harness.{name}", "--smoke", "--output", str(tmp_path)],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=150,

@@ -1,0 +1,1 @@
+"""The extension as a whole: configuration, problems, logging, decorators, the drop-in rule."""

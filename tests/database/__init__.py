@@ -1,0 +1,1 @@
+"""The database part: pool hardening and database failures, on real servers."""

@@ -17,7 +17,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_resilience import RequestDeadlineExceeded, Resilience, query_timeout, request_timeout
 from flask_resilience.outages import classify_database_error
-from tests.servers import MariaDBServer
+from tests.support.servers import MariaDBServer
 
 SLEEP = {"postgresql": "SELECT pg_sleep({seconds})", "mysql": "SELECT SLEEP({seconds})"}
 

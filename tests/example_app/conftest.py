@@ -1,4 +1,9 @@
-"""Fixtures for the example app: a fresh app, database and instance folder per test."""
+"""Fixtures for the example app: a fresh app, database and instance folder per test.
+
+The suite's fixture chain, for the example app: ``app_config`` is its
+``test_config``, ``app`` is ``create_app(app_config)``, ``resilience`` the
+extension it set up, ``client`` its test client.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from flask.testing import FlaskClient
 from example_app import create_app
 from example_app.demo import seed_accounts
 from example_app.extensions import db
+from example_app.extensions import resilience as extension
+from flask_resilience import Resilience
 
 from .helpers import HEALTH_TOKEN, log_in
 
@@ -32,8 +39,15 @@ def instance_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_config(backend: str, instance_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+def app_config(
+    app_config: dict[str, Any],
+    backend: str,
+    instance_path: Path,
+    request: pytest.FixtureRequest,
+) -> dict[str, Any]:
     """The ``test_config`` for ``create_app``; tests may change it before using ``app``.
+
+    ``config`` markers win over what is set here.
 
     Rate limits stay on, as in production, with their real values: each test builds
     its own app, whose limiter starts with empty in-memory counters, and no test
@@ -54,6 +68,7 @@ def app_config(backend: str, instance_path: Path, request: pytest.FixtureRequest
         "PASSWORD_HASH_METHOD": FAST_PASSWORD_HASH,
         "OUTBOUND_URL": "http://127.0.0.1:9/",
         "OUTBOUND_TIMEOUT": 1.0,
+        **app_config,
     }
 
 
@@ -73,7 +88,13 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def resilience(app: Flask) -> Resilience:
+    """The example app's own extension, which ``create_app`` initialised on it."""
+    return extension
+
+
+@pytest.fixture
+def client(app: Flask, resilience: Resilience) -> FlaskClient:
     return app.test_client()
 
 

@@ -28,8 +28,7 @@ from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Response
 
 from example_app.demo import ACCOUNTS, password_for
-
-from ..uploads_helpers import (
+from tests.uploads.helpers import (
     CSV,
     HTML,
     PHP,
@@ -45,6 +44,7 @@ from ..uploads_helpers import (
     windows_exe,
     zip_archive,
 )
+
 from .helpers import HEALTH_TOKEN
 
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024
@@ -855,14 +855,17 @@ plausible_files = st.one_of(
     st.tuples(filenames, st.sampled_from([content for _, content in DOCUMENTS])),
     st.tuples(st.sampled_from([name for name, _ in DOCUMENTS]), file_contents),
 )
+
+
+def _plausible_upload(fields: list[tuple[str, str]], file: tuple[str, bytes], padding: int) -> Body:
+    filename, content = file
+    parts = [*(Part(name, value) for name, value in fields)]
+    parts.append(Part("file", "", filename, content, padding))
+    return multipart_body(parts, "none", 1.0, MULTIPART, "true")
+
+
 plausible_uploads = st.builds(
-    lambda fields, file, padding: multipart_body(
-        [*(Part(name, value) for name, value in fields), Part("file", "", *file, padding)],
-        "none",
-        1.0,
-        MULTIPART,
-        "true",
-    ),
+    _plausible_upload,
     plausible_fields,
     plausible_files,
     paddings,

@@ -22,7 +22,7 @@ def test_form_login_then_logout(client: FlaskClient) -> None:
     )
     assert response.status_code == 302
     assert response.location == "/documents"
-    assert client.get("/api/me").json["email"] == "alice@acme.test"
+    assert client.get("/api/me").get_json()["email"] == "alice@acme.test"
 
     page = client.get("/documents").get_data(as_text=True)
     response = client.post("/logout", data={"csrf_token": csrf_token_in(page)})
@@ -132,7 +132,7 @@ def test_api_answers_anonymous_requests_with_401_json(client: FlaskClient, path:
     response = client.get(path)
     assert response.status_code == 401
     assert response.content_type == "application/problem+json"
-    assert response.json["status"] == 401
+    assert response.get_json()["status"] == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="Documents API"'
 
 
@@ -140,12 +140,12 @@ def test_api_answers_anonymous_requests_with_401_json(client: FlaskClient, path:
 def test_basic_auth(client: FlaskClient) -> None:
     response = client.get("/api/me", headers=basic_auth("dave@globex.test"))
     assert response.status_code == 200
-    assert response.json == {
-        "id": response.json["id"],
+    assert response.get_json() == {
+        "id": response.get_json()["id"],
         "email": "dave@globex.test",
         "role": "admin",
         "organization": {
-            "id": response.json["organization"]["id"],
+            "id": response.get_json()["organization"]["id"],
             "name": "Globex",
             "slug": "globex",
         },

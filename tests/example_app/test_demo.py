@@ -60,10 +60,10 @@ def test_demo_data(app_config: dict[str, object], instance_path: Path) -> None:
     client = app.test_client()
     alice = basic_auth("alice@acme.test")
 
-    me = client.get("/api/me", headers=alice).json
+    me = client.get("/api/me", headers=alice).get_json()
     assert me["role"] == "admin" and me["organization"]["slug"] == "acme"
     roles = {
-        email: client.get("/api/me", headers=basic_auth(email)).json["role"]
+        email: client.get("/api/me", headers=basic_auth(email)).get_json()["role"]
         for email in ("bob@acme.test", "carol@acme.test", "dave@globex.test")
     }
     assert roles == {
@@ -72,7 +72,7 @@ def test_demo_data(app_config: dict[str, object], instance_path: Path) -> None:
         "dave@globex.test": "admin",
     }
 
-    stats = client.get("/api/stats", headers=alice).json
+    stats = client.get("/api/stats", headers=alice).get_json()
     assert stats["total"]["count"] == 1500
     assert len(stats["by_content_type"]) == 7
     assert {entry["owner"]["email"] for entry in stats["by_owner"]} == {
@@ -84,7 +84,7 @@ def test_demo_data(app_config: dict[str, object], instance_path: Path) -> None:
     assert all(entry["count"] > 0 for entry in stats["by_day"])
 
     # The newest documents have files behind them, so the first page downloads.
-    newest = client.get("/api/documents?per_page=5", headers=alice).json["items"]
+    newest = client.get("/api/documents?per_page=5", headers=alice).get_json()["items"]
     for document in newest:
         with client.get(document["download_url"], headers=alice) as download:
             assert download.status_code == 200

@@ -78,7 +78,7 @@ SECRET_KEY = "test secret key"
 def fuzz_settings(max_examples: int) -> settings:
     """``max_examples`` in the test suite; under ``HYPOTHESIS_PROFILE``, the profile's count."""
     if os.environ.get("HYPOTHESIS_PROFILE", "default") != "default":
-        max_examples = settings.default.max_examples
+        max_examples = settings().max_examples
     return settings(
         max_examples=max_examples,
         deadline=None,
@@ -147,7 +147,8 @@ class Fuzzer:
         # Every example starts with empty rate-limit counters: a 429 would hide the route.
         resilience.limiter.reset()
         self.caplog.clear()
-        with self.send(request) as response:  # a download holds its file open until closed
+        response = self.send(request)
+        with response:  # a download holds its file open until closed
             event(f"{request.method} {response.status_code}")
             self.check_answer(request, response, route)
             self.check_logged_once(response)
@@ -204,7 +205,7 @@ class Fuzzer:
         assert self.client.get("/health/live").status_code == 200
         me = self.client.get("/api/me", headers=PROBE)
         assert me.status_code == 200, me.get_data()
-        assert me.json is not None and me.json["email"] == "alice@acme.test"
+        assert me.get_json() is not None and me.get_json()["email"] == "alice@acme.test"
 
     def logged_errors(self) -> str:
         return "\n".join(self.caplog.text.splitlines()[-60:])

@@ -19,8 +19,8 @@ def post_login(client: FlaskClient, token: str, password: str) -> TestResponse:
 def assert_rate_limited(response: TestResponse) -> None:
     assert response.status_code == 429
     assert response.content_type == "application/problem+json"
-    assert response.json["status"] == 429
-    assert response.json["limit"] == "10 per 1 minute"
+    assert response.get_json()["status"] == 429
+    assert response.get_json()["limit"] == "10 per 1 minute"
     assert 0 < int(response.headers["Retry-After"]) <= 60
 
 

@@ -81,7 +81,7 @@ def test_outbound_success(app: Flask, client: FlaskClient, upstream: str) -> Non
     response = client.get("/api/outbound", headers=ALICE)
 
     assert response.status_code == 200
-    body = response.json
+    body = response.get_json()
     assert body["url"] == f"{upstream}/ok"
     assert body["status"] == 200
     assert body["content_type"] == "text/plain"
@@ -99,8 +99,8 @@ def test_outbound_error_status_is_a_bad_gateway(
 
     assert response.status_code == 502
     assert response.content_type == "application/problem+json"
-    assert response.json["upstream_status"] == 503
-    assert response.json["detail"] == "The outbound service answered 503 Service Unavailable."
+    assert response.get_json()["upstream_status"] == 503
+    assert response.get_json()["detail"] == "The outbound service answered 503 Service Unavailable."
 
 
 def test_outbound_unreachable(app: Flask, client: FlaskClient, closed_port: int) -> None:
@@ -109,8 +109,8 @@ def test_outbound_unreachable(app: Flask, client: FlaskClient, closed_port: int)
     response = client.get("/api/outbound", headers=ALICE)
 
     assert response.status_code == 502
-    assert response.json["upstream_status"] is None
-    assert response.json["detail"].startswith("The outbound service is unreachable:")
+    assert response.get_json()["upstream_status"] is None
+    assert response.get_json()["detail"].startswith("The outbound service is unreachable:")
 
 
 def test_outbound_timeout(app: Flask, client: FlaskClient, upstream: str) -> None:
@@ -119,7 +119,7 @@ def test_outbound_timeout(app: Flask, client: FlaskClient, upstream: str) -> Non
     response = client.get("/api/outbound", headers=ALICE)
 
     assert response.status_code == 502
-    assert response.json["detail"] == "The outbound service did not answer within 0.2 s."
+    assert response.get_json()["detail"] == "The outbound service did not answer within 0.2 s."
 
 
 def test_a_blip_is_retried(

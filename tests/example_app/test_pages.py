@@ -8,7 +8,8 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from ..uploads_helpers import HTML
+from tests.uploads.helpers import HTML
+
 from .helpers import csrf_token_in
 
 
@@ -102,7 +103,7 @@ def test_viewer_sees_no_upload_form_and_cannot_post(
         content_type="multipart/form-data",
     )
     assert response.status_code == 403
-    assert response.json["reason"] == "permission"
+    assert response.get_json()["reason"] == "permission"
     assert not (instance_path / "uploads").exists()
 
     # A browser gets the refusal as a page.

@@ -59,7 +59,7 @@ def test_health_details_for_an_admin_over_basic_auth(client: FlaskClient) -> Non
     response = client.get("/health/detailed", headers=basic_auth("alice@acme.test"))
 
     assert response.status_code == 200
-    body = response.json
+    body = response.get_json()
     assert body["status"] in {"pass", "warn"}
     assert "database:responseTime" in body["checks"]
 

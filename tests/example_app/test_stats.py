@@ -72,7 +72,7 @@ def test_stats_equal_the_rows(app: Flask, client: FlaskClient) -> None:
         db.session.commit()
         emails = {user.id: email for email, user in users.items()}
 
-    stats = client.get("/api/stats", headers=basic_auth("carol@acme.test")).json
+    stats = client.get("/api/stats", headers=basic_auth("carol@acme.test")).get_json()
 
     assert stats["total"] == {
         "count": len(acme_rows),
@@ -106,7 +106,7 @@ def test_stats_equal_the_rows(app: Flask, client: FlaskClient) -> None:
 
 
 def test_stats_of_an_empty_organization(client: FlaskClient) -> None:
-    stats = client.get("/api/stats", headers=basic_auth("dave@globex.test")).json
+    stats = client.get("/api/stats", headers=basic_auth("dave@globex.test")).get_json()
 
     assert stats["total"] == {"count": 0, "size": 0}
     assert stats["by_content_type"] == []

@@ -1,0 +1,1 @@
+"""Startup checks, the command group, cleanups and graceful shutdown."""

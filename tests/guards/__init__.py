@@ -1,0 +1,1 @@
+"""Session, permission, role and organization guards."""

@@ -1,0 +1,1 @@
+"""Smoke runs of the reliability harnesses and the benchmarks."""

@@ -1,0 +1,1 @@
+"""Smoke runs of the harnesses (the suite's ``harness_smoke``) and of the benchmarks."""

@@ -1,0 +1,1 @@
+"""Health endpoints, the monitor, metrics and the dashboard."""

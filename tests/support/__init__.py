@@ -1,0 +1,1 @@
+"""Helpers the whole test-suite shares: throwaway servers, production-like apps."""
