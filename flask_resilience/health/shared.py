@@ -65,8 +65,8 @@ def reason_text(reason: object) -> str:
     """A reason the app gives, fit for a public answer: one line, short, no credentials."""
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError(f"reason is {reason!r}; expected a non-empty str saying why.")
-    text = " ".join(reason.split())
-    return scrub(text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "...")
+    text = scrub(" ".join(reason.split()))
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
 @dataclass
