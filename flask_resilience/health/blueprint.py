@@ -161,7 +161,7 @@ def overall() -> Response:
 
 
 def _broken_response(reason: str) -> Response:
-    return _health_response({"status": "fail", "output": reason}, "fail", max_age=None)
+    return _health_response({"status": "fail", "output": f"broken: {reason}"}, "fail", max_age=None)
 
 
 @blueprint.get("/live")

@@ -121,7 +121,7 @@ class HealthState:
             now = self.availability
             since = now.broken_since if now.broken is not None else iso_time()
             self.availability = Availability(now.refusing, now.refusing_since, text, since)
-            self.broken_body = json.dumps({"status": "fail", "output": text}).encode()
+            self.broken_body = json.dumps({"status": "fail", "output": f"broken: {text}"}).encode()
         self.log.error("Marked broken: %s; liveness answers 503", text)
 
     def mark_correct(self) -> None:

@@ -60,7 +60,7 @@ def test_broken_fails_liveness_before_flask(app: Flask) -> None:
     assert response.mimetype == "application/health+json"
     assert response.headers["Cache-Control"] == "no-store"
     validate(body(response))
-    assert body(response) == {"status": "fail", "output": "the consumer thread died"}
+    assert body(response) == {"status": "fail", "output": "broken: the consumer thread died"}
     head = client.head("/health/live")
     assert (head.status_code, head.data) == (503, b"")
     assert hooks == []  # answered by the WSGI layer, as a healthy liveness is

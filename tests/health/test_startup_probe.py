@@ -137,7 +137,7 @@ def test_startup_fails_while_the_app_is_marked_broken(tmp_path: Path) -> None:
     resilience.mark_broken("the job thread died", app=app)
     response = client.get("/health/startup")
     assert response.status_code == 503
-    assert body(response) == {"status": "fail", "output": "the job thread died"}
+    assert body(response) == {"status": "fail", "output": "broken: the job thread died"}
     resilience.mark_correct(app=app)
     assert client.get("/health/startup").status_code == 200
 
