@@ -32,10 +32,6 @@ T = TypeVar("T")
 DEFAULT_CLEANUP_TIMEOUT = 5.0
 
 
-COMPONENT_TYPES = ("component", "datastore", "system")
-"""The ``componentType`` values the health check draft defines; a check may give another term."""
-
-
 @dataclass(frozen=True)
 class HealthCheck:
     """A registered health check: its name is the ``component:measurement`` key of the answer.
