@@ -6,7 +6,7 @@ flask_resilience installed gets it::
     flask resilience config
     flask resilience check [--json] [--retries N] [--workers N]
     flask resilience status [--url URL]
-    flask resilience probe live|ready [--url URL] [--timeout SECONDS]
+    flask resilience probe live|ready|startup [--url URL] [--timeout SECONDS]
 
 ``probe`` exits 0 when the endpoint answers 2xx and 1 otherwise, for a Dockerfile
 ``HEALTHCHECK`` in images without curl.
@@ -95,12 +95,12 @@ def status_command(ctx: click.Context, url: str | None, token: str | None, timeo
 
 
 @resilience_group.command("probe")
-@click.argument("kind", type=click.Choice(["live", "ready"]))
+@click.argument("kind", type=click.Choice(["live", "ready", "startup"]))
 @click.option("--url", help="Base URL of the running app, such as http://127.0.0.1:8000.")
 @click.option("--timeout", type=float, default=PROBE_TIMEOUT, show_default=True)
 @click.pass_context
 def probe_command(ctx: click.Context, kind: str, url: str | None, timeout: float) -> None:
-    """Exit 0 when the app's /health/live or /health/ready answers 2xx, 1 otherwise."""
+    """Exit 0 when the app's /health/live, /ready or /startup answers 2xx, 1 otherwise."""
     status, _ = _get(ctx, url, kind, timeout)
     healthy = 200 <= status < 300
     click.echo(f"{kind}: {status or 'unreachable'}", err=not healthy)

@@ -161,6 +161,35 @@ def check_alert_thresholds(key: str, value: Any) -> Mapping[str, float]:
     return MappingProxyType(merged)
 
 
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NO_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+
+def check_health_groups(key: str, value: Any) -> Mapping[str, tuple[str, ...]]:
+    """Group name (a path segment) to a non-empty list of check names.
+
+    Whether each name is a registered check is asked at the app's first request,
+    when the checks registered after ``init_app`` are known too.
+    """
+    if not isinstance(value, Mapping):
+        raise wrong_value(key, value, "a dict of group name to a list of check names")
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, members in value.items():
+        if not isinstance(name, str) or not _GROUP_NAME.fullmatch(name):
+            raise wrong_value(
+                f"{key}[{name!r}]", name, "a group name of letters, digits, '_', '.' and '-'"
+            )
+        if (
+            isinstance(members, str)
+            or not isinstance(members, (list, tuple))
+            or not members
+            or not all(isinstance(member, str) and member for member in members)
+        ):
+            raise wrong_value(f"{key}[{name!r}]", members, "a non-empty list of check names")
+        groups[name] = tuple(dict.fromkeys(members))
+    return MappingProxyType(groups)
+
+
 def check_positive(key: str, value: Any) -> float:
     number = check_number(minimum=0)(key, value)
     if number == 0:
@@ -296,6 +325,11 @@ class Settings:
         None,
         check_optional_str,
         "The service version shown by detailed health.",
+    )
+    health_groups: Mapping[str, tuple[str, ...]] = setting(
+        NO_GROUPS,
+        check_health_groups,
+        "Named groups of health checks, each served at <prefix>/group/<name>.",
     )
     monitor_enabled: bool = setting(
         True,

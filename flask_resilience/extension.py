@@ -6,6 +6,7 @@ each one's WSGI layer and request hooks run is declared in ``pipeline``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -93,6 +94,7 @@ class Resilience:
                 "A 'Resilience' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
+        began = time.monotonic()
         settings = load_config(app)
         # What may refuse the app comes before anything is changed on it.
         guards.check_cookie_safety(app, settings)
@@ -121,6 +123,7 @@ class Resilience:
         pipeline.build(app, state.path)
         if settings.validate_on_startup:
             startup.validate(app)
+        health.finish_startup(state, time.monotonic() - began)
 
     def pool_status(self) -> dict[str | None, dict[str, Any]]:
         """The pool of each engine of the current app: live counters and limits.
@@ -136,28 +139,49 @@ class Resilience:
         return database.pool_status(state.db, database.pools_of(current_app).options)
 
     def health_check(
-        self, name: str, *, critical: bool = False, timeout: float | None = None
+        self,
+        name: str,
+        *,
+        critical: bool = False,
+        timeout: float | None = None,
+        component_type: str = "component",
+        component_id: str | None = None,
     ) -> Callable[[CheckFunction], CheckFunction]:
         """Register a health check, before or after ``init_app``::
 
-            @resilience.health_check("redis", critical=True, timeout=1.0)
-            def redis_up():
-                return redis_client.ping()
+            @resilience.health_check("search:responseTime", critical=True, timeout=1.0,
+                                     component_type="datastore", component_id="primary")
+            def search_up():
+                return search_client.ping()
 
         The function returns ``True`` or ``None`` (pass), ``False`` (fail), a status
         string (``"pass"``, ``"warn"``, ``"fail"``) or a
         :class:`~flask_resilience.health.HealthResult`; raising is a fail. It runs
         in an app context, in a thread of its own, bounded by ``timeout``.
 
-        :param name: the key in the answer, ``component`` or ``component:measurement``.
+        :param name: the key in the answer, ``component:measurement`` (or ``component``);
+            neither part may hold a colon.
         :param critical: readiness fails when this check fails.
         :param timeout: seconds; ``RESILIENCE_HEALTH_CHECK_TIMEOUT`` by default.
+        :param component_type: the answer's ``componentType``: ``datastore``, ``system``,
+            ``component`` (the default) or another well-known term.
+        :param component_id: the answer's ``componentId``. It is shown on the public
+            answers: name the instance, never its address.
+        :raises ValueError: the name, the type or the timeout is not valid.
         """
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout is {timeout!r}; expected a number of seconds > 0.")
+        if not name or name.count(":") > 1 or "" in name.split(":"):
+            raise ValueError(
+                f"The health check name {name!r} is not 'component:measurement' or 'component'."
+            )
+        if not component_type or not isinstance(component_type, str):
+            raise ValueError(f"component_type is {component_type!r}; expected a non-empty str.")
 
         def register(func: CheckFunction) -> CheckFunction:
-            self._health_checks[name] = HealthCheck(name, func, critical, timeout)
+            self._health_checks[name] = HealthCheck(
+                name, func, critical, timeout, component_type, component_id
+            )
             return func
 
         return register
@@ -175,6 +199,36 @@ class Resilience:
     def monitor(self) -> Monitor:
         """The current app's background monitor (this process's)."""
         return health.health_state().monitor
+
+    # The app's availability, as it says it itself (Spring Boot's availability states).
+    # Per process: each worker of a server says its own (docs/health.md says why).
+
+    def refuse_traffic(self, reason: str, *, app: Flask | None = None) -> None:
+        """Answer readiness 503 with ``reason`` until :meth:`accept_traffic`, in this process.
+
+        For a process that lives but must get no traffic for a while (a cache
+        warming, a maintenance step). ``reason`` is shown on the public readiness
+        answer: say what, never where. Liveness is not affected.
+
+        :param app: the app; the current app by default.
+        """
+        health.health_state(app).refuse_traffic(reason)
+
+    def accept_traffic(self, *, app: Flask | None = None) -> None:
+        """Let readiness follow the checks again after :meth:`refuse_traffic`."""
+        health.health_state(app).accept_traffic()
+
+    def mark_broken(self, reason: str, *, app: Flask | None = None) -> None:
+        """Answer liveness (and startup) 503 with ``reason``, in this process: the
+        orchestrator restarts it. For a state the process cannot recover from by
+        itself (a thread it needs has died, its local state is corrupt), never for a
+        dependency that is down: that is readiness's business.
+        """
+        health.health_state(app).mark_broken(reason)
+
+    def mark_correct(self, *, app: Flask | None = None) -> None:
+        """Undo :meth:`mark_broken`: liveness answers 200 again."""
+        health.health_state(app).mark_correct()
 
     # Callbacks of the guards, registered like Flask-Login's user_loader, before or
     # after init_app. Each returns the callback, so they work as decorators.

@@ -43,6 +43,9 @@ from .state import EXTENSION_KEY, HealthCheck, ResilienceState
 
 logger = ExtensionLogger("limiting")
 
+STORAGE_CHECK = "ratelimit:storage"
+"""The key of the storage's health check in the health answers."""
+
 STORAGE_TIMEOUT = 1.0
 """Seconds a Redis storage may take to connect or answer before the request moves on."""
 
@@ -121,8 +124,12 @@ def init_app(app: Flask, state: ResilienceState, limiter: Limiter) -> None:
     state.add_cleanup(partial(close_storage, limiter), name="rate limit storage")
     # Not critical: limits fail open, so a storage that is down must not take the
     # app out of the load balancer. It warns while the limiter counts in memory.
-    state.health_checks["rate_limit_storage"] = HealthCheck(
-        "rate_limit_storage", partial(storage_health, limiter), critical=False, timeout=2.0
+    state.health_checks[STORAGE_CHECK] = HealthCheck(
+        STORAGE_CHECK,
+        partial(storage_health, limiter),
+        critical=False,
+        timeout=2.0,
+        component_type="datastore",
     )
 
 

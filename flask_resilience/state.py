@@ -34,12 +34,21 @@ DEFAULT_CLEANUP_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """A registered health check: its name is the ``component:measurement`` key of the answer."""
+    """A registered health check: its name is the ``component:measurement`` key of the answer.
+
+    :param component_type: the answer's ``componentType``: ``datastore`` for a
+        database or a cache, ``system`` for the machine (disk, memory), ``component``
+        for anything else.
+    :param component_id: the answer's ``componentId``, which instance of the
+        component this is (a database's bind name); shown on the public answers.
+    """
 
     name: str
     func: Callable[[], Any]
     critical: bool = False
     timeout: float | None = None
+    component_type: str = "component"
+    component_id: str | None = None
 
 
 FinishHook = Callable[["WSGIEnvironment", float], None]

@@ -258,11 +258,11 @@ def _health_said(stack: Stack) -> list[str]:
     except (requests.RequestException, ValueError) as error:
         return [f"health did not answer in JSON: {type(error).__name__}"]
     notes = [f"/health/ready said {ready.status_code} {said.get('status')!r}"]
-    storage = body.get("checks", {}).get("rate_limit_storage", [{}])[0]
+    storage = body.get("checks", {}).get("ratelimit:storage", [{}])[0]
     limits = body.get("rate_limit", {})
     notes.append(
         f"/health/detailed said {detailed.status_code} {body.get('status')!r}, score"
-        f" {body.get('score')}; its check rate_limit_storage {storage.get('status')!r},"
+        f" {body.get('score')}; its check ratelimit:storage {storage.get('status')!r},"
         f" rate_limit {limits.get('status')!r}, counting in memory:"
         f" {limits.get('counting_in_memory_fallback')}"
     )

@@ -32,7 +32,15 @@ from .monitor import (
     call_safely,
     logger,
 )
-from .shared import LIVE_BODY, HealthState, health_state, pools, provided
+from .shared import (
+    LIVE_BODY,
+    Availability,
+    HealthState,
+    all_checks,
+    health_state,
+    pools,
+    provided,
+)
 from .stats import Counted, RequestLog, RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
 
@@ -41,11 +49,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Alert",
+    "Availability",
     "HealthCheck",
     "HealthResult",
     "HealthState",
     "Sample",
     "alert_raised",
+    "finish_startup",
     "health_state",
     "init_app",
 ]
@@ -74,7 +84,30 @@ def init_app(app: Flask, state: ResilienceState) -> None:
         tracemalloc.start()
     shadowed: set[str] = set()
     state.path.on_first_request(lambda: shadowed.update(_let_app_routes_win(app)))
+    state.path.on_first_request(lambda: _warn_unknown_group_members(state, health))
     state.path.add_layer("liveness", _timing_and_liveness(app, health, prefix, shadowed))
+
+
+def finish_startup(state: ResilienceState, seconds: float) -> None:
+    """Called at the end of ``init_app``, the startup checks done: the startup probe passes.
+
+    :param seconds: how long ``init_app`` took, shown by the startup probe.
+    """
+    health = state.find(HealthState)
+    if health is not None:
+        health.finish_startup(seconds)
+
+
+def _warn_unknown_group_members(state: ResilienceState, health: HealthState) -> None:
+    """At the first request every check is registered: name the group members that are not.
+
+    Not at ``init_app``, which may run before the app registers its own checks.
+    """
+    known = {check.name for check in all_checks(state)}
+    for group, members in health.groups.items():
+        unknown = [name for name in members if name not in known]
+        if unknown:
+            health.warn_unknown_once(group, unknown)
 
 
 def _let_app_routes_win(app: Flask) -> set[str]:
@@ -142,6 +175,8 @@ def _build(app: Flask, state: ResilienceState) -> HealthState:
         request_cpu=CpuMeter(),
         process=current_process(),
         disk_path=app.instance_path,
+        log=logger.bound_to(app),
+        groups=settings.health_groups,
     )
     health.monitor = Monitor(
         interval=settings.monitor_interval,
@@ -177,11 +212,17 @@ def _announce(app: Flask, state: ResilienceState, alert: Alert) -> None:
 
 
 _READ = ("GET", "HEAD")
-_LIVE_HEADERS = (
-    ("Content-Type", "application/health+json"),
-    ("Content-Length", str(len(LIVE_BODY))),
-    ("Cache-Control", "no-store"),
-)
+
+
+def _live_headers(body: bytes) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", "application/health+json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+
+
+_LIVE_HEADERS = tuple(_live_headers(LIVE_BODY))
 
 
 def _timing_and_liveness(
@@ -210,6 +251,11 @@ def _timing_and_liveness(
             live = environ.get("PATH_INFO") == live_path and live_path not in app_paths
             if live and method in _READ:
                 # Liveness says the process serves: nothing else runs, no hook, no I/O.
+                # Unless the app marked itself broken: then the orchestrator restarts it.
+                broken = health.broken_body
+                if broken is not None:
+                    start_response("503 SERVICE UNAVAILABLE", _live_headers(broken))
+                    return [] if method == "HEAD" else [broken]
                 start_response("200 OK", list(_LIVE_HEADERS))
                 return [] if method == "HEAD" else [LIVE_BODY]
             started = time.monotonic()

@@ -1,8 +1,10 @@
 """The health routes.
 
-``/health``, ``/health/live`` and ``/health/ready`` are public and answer in the
-format of the IETF health check draft (``application/health+json``). The others
-show internals and need the bearer token or the health permission.
+``/health``, ``/health/live``, ``/health/ready``, ``/health/startup`` and
+``/health/group/<name>`` are public and answer in the format of the IETF health
+check draft (``application/health+json``): no check's output, no address, no
+null member, times in ISO 8601. The others show internals and need the bearer
+token or the health permission.
 """
 
 from __future__ import annotations
@@ -10,20 +12,29 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import time
+import os
 import tracemalloc
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import Forbidden, Unauthorized
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
 
 from ..errors import ProblemError
-from ..state import ResilienceState, get_state
-from .checks import Outcome, worst
+from ..state import HealthCheck, ResilienceState, get_state
+from .checks import Outcome, iso_time, worst
 from .metrics import CONTENT_TYPE_LATEST
-from .shared import LIVE_BODY, PERMISSION, HealthState, pools, provided, run_checks
+from .shared import (
+    LIVE_BODY,
+    PERMISSION,
+    HealthState,
+    all_checks,
+    pools,
+    provided,
+    reason_text,
+    run_checks,
+)
 from .system import disk_usage, memory_usage, process_metrics
 
 blueprint = Blueprint("resilience_health", __name__)
@@ -43,6 +54,18 @@ class HealthForbidden(ProblemError, Forbidden):
     kind = "health-credentials-refused"
 
 
+class HealthGroupUnknown(ProblemError, NotFound):
+    """No health group of that name in ``RESILIENCE_HEALTH_GROUPS``."""
+
+    kind = "health-group-unknown"
+
+
+class AvailabilityInvalid(ProblemError, BadRequest):
+    """A ``POST /health/availability`` whose body does not say a state to take."""
+
+    kind = "health-availability-invalid"
+
+
 def _state() -> ResilienceState:
     return get_state()
 
@@ -51,9 +74,28 @@ def _health() -> HealthState:
     return get_state().get(HealthState)  # the blueprint is only mounted with health on
 
 
+def answer_body(value: Any, key: str = "") -> Any:
+    """``value`` as the answers show it: no null member, Unix times in ISO 8601.
+
+    A member whose value is ``None`` is left out (the draft's members are optional;
+    a reader tells "absent" from "zero"). A number under ``time`` or a name ending in
+    ``_at`` is a Unix time, written as the draft writes times.
+    """
+    if isinstance(value, dict):
+        return {
+            name: answer_body(item, str(name)) for name, item in value.items() if item is not None
+        }
+    if isinstance(value, (list, tuple)):
+        return [answer_body(item) for item in value]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and (key == "time" or key.endswith("_at")):
+        return iso_time(value)
+    return value
+
+
 def _health_response(body: dict[str, Any], status: str, *, max_age: float | None) -> Response:
     response = Response(
-        json.dumps(body, default=str),
+        json.dumps(answer_body(body), default=str),
         status=503 if status == "fail" else 200,
         mimetype=HEALTH_JSON,
     )
@@ -75,25 +117,64 @@ def _max_age(status: str) -> float:
     return float(runner.ttl_failed if status == "fail" else runner.ttl)
 
 
-@blueprint.get("")
-def overall() -> Response:
-    state = _state()
-    outcomes = run_checks(current_app._get_current_object(), state)  # type: ignore[attr-defined]
-    status = _overall(outcomes)
+def _public_checks(outcomes: dict[str, Outcome]) -> dict[str, list[dict[str, Any]]]:
+    return {name: [outcome.summary()] for name, outcome in sorted(outcomes.items())}
+
+
+def _trouble(outcomes: dict[str, Outcome]) -> str | None:
+    """Which checks fail and which warn, with their component types: the top-level
+    ``output`` of a public answer, which shows no check's own output.
+
+    ``failing: database:responseTime (datastore); warning: ratelimit:storage (datastore)``
+    """
+    parts = []
+    for status, label in (("fail", "failing"), ("warn", "warning")):
+        names = [
+            f"{name} ({outcome.component_type})"
+            for name, outcome in sorted(outcomes.items())
+            if outcome.status == status
+        ]
+        if names:
+            parts.append(f"{label}: {', '.join(names)}")
+    return "; ".join(parts) or None
+
+
+def _checks_answer(outcomes: dict[str, Outcome], status: str, *notes: str) -> Response:
+    trouble = _trouble(outcomes) if status != "pass" else None
     body: dict[str, Any] = {
         "status": status,
-        "checks": {name: [outcome.summary()] for name, outcome in sorted(outcomes.items())},
+        "output": "; ".join([*notes, *filter(None, [trouble])]) or None,
+        "checks": _public_checks(outcomes),
     }
     return _health_response(body, status, max_age=_max_age(status))
 
 
+def _app() -> Flask:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app
+
+
+@blueprint.get("")
+def overall() -> Response:
+    outcomes = run_checks(_app(), _state())
+    return _checks_answer(outcomes, _overall(outcomes))
+
+
+def _broken_response(reason: str) -> Response:
+    return _health_response({"status": "fail", "output": f"broken: {reason}"}, "fail", max_age=None)
+
+
 @blueprint.get("/live")
 def live() -> Response:
-    """No I/O and no check: answering at all is the proof of life.
+    """No I/O and no check: answering at all is the proof of life, unless the app
+    marked itself broken.
 
     The app's WSGI wrapper answers this path before Flask; the route serves
     ``url_for`` and an app mounted where the wrapper does not see the path.
     """
+    broken = _health().availability.broken
+    if broken is not None:
+        return _broken_response(broken)
     return Response(LIVE_BODY, mimetype=HEALTH_JSON, headers={"Cache-Control": "no-store"})
 
 
@@ -103,13 +184,72 @@ def ready() -> Response:
     if state.draining.is_set():
         draining = {"status": "fail", "output": "draining: the process is shutting down"}
         return _health_response(draining, "fail", max_age=None)
-    outcomes = run_checks(current_app._get_current_object(), state, critical_only=True)  # type: ignore[attr-defined]
-    status = worst(o.status for o in outcomes.values())
-    body: dict[str, Any] = {
-        "status": status,
-        "checks": {name: [outcome.summary()] for name, outcome in sorted(outcomes.items())},
+    refusing = _health().availability.refusing
+    if refusing is not None:
+        refused = {"status": "fail", "output": f"refusing traffic: {refusing}"}
+        return _health_response(refused, "fail", max_age=None)
+    outcomes = run_checks(_app(), state, critical_only=True)
+    return _checks_answer(outcomes, worst(o.status for o in outcomes.values()))
+
+
+STARTUP_CHECK = "startup:duration"
+
+
+@blueprint.get("/startup")
+def startup() -> Response:
+    """Passes once ``init_app`` has finished, the startup checks included, and a request
+    has come through the whole app to this view; fails while the app is marked broken.
+
+    The probe's own request runs the first-request set-up and the app's hooks, which
+    liveness skips: the first pass says the app serves requests, not only the process.
+    """
+    health = _health()
+    broken = health.availability.broken
+    if broken is not None:
+        return _broken_response(broken)
+    entry: dict[str, Any]
+    if health.started_at is None:
+        entry = {"status": "fail", "componentType": "component", "time": iso_time()}
+        starting = {
+            "status": "fail",
+            "output": "starting: init_app has not finished",
+            "checks": {STARTUP_CHECK: [entry]},
+        }
+        return _health_response(starting, "fail", max_age=None)
+    entry = {
+        "status": "pass",
+        "componentType": "component",
+        "observedValue": health.startup_seconds,
+        "observedUnit": "s",
+        "time": health.started_at,
     }
-    return _health_response(body, status, max_age=_max_age(status))
+    return _health_response(
+        {"status": "pass", "checks": {STARTUP_CHECK: [entry]}}, "pass", max_age=None
+    )
+
+
+@blueprint.get("/group/<name>")
+def group(name: str) -> Response:
+    """The checks of one ``RESILIENCE_HEALTH_GROUPS`` group: any of them failing fails it.
+
+    A member that is not a registered check fails the group (a misspelt name must
+    not pass for ever) and is logged once.
+    """
+    state, health = _state(), _health()
+    members = health.groups.get(name)
+    if members is None:
+        raise HealthGroupUnknown(f"There is no health group {name!r}.")
+    checks = {check.name: check for check in all_checks(state)}
+    unknown = [member for member in members if member not in checks]
+    chosen: list[HealthCheck] = [checks[member] for member in members if member in checks]
+    outcomes = health.runner.run(chosen, _app().app_context)
+    if unknown:
+        health.warn_unknown_once(name, unknown)
+        for member in unknown:
+            outcomes[member] = Outcome(member, "fail", True, 0.0, iso_time())
+    status = worst(outcome.status for outcome in outcomes.values())
+    notes = [f"not a registered check: {', '.join(unknown)}"] if unknown else []
+    return _checks_answer(outcomes, status, *notes)
 
 
 # Set by callers inside the process (``flask resilience status``), which hold the
@@ -181,8 +321,7 @@ def _score(outcomes: dict[str, Outcome], level: str) -> int:
 def detailed() -> Response:
     state = _state()
     health = _health()
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    outcomes = run_checks(app, state)
+    outcomes = run_checks(_app(), state)
     status = _overall(outcomes)
     monitor = health.monitor
     history = request.args.get("history", type=int)
@@ -193,8 +332,11 @@ def detailed() -> Response:
         "status": status,
         "version": state.settings.health_version,
         "score": _score(outcomes, monitor.level),
-        "time": time.time(),
+        "time": iso_time(),
         "draining": state.draining.is_set(),
+        "availability": health.availability.as_dict(),
+        "startup": {"finished_at": health.started_at, "seconds": health.startup_seconds},
+        "groups": {name: list(members) for name, members in health.groups.items()},
         "checks": {name: [o.detail()] for name, o in sorted(outcomes.items())},
         "checks_still_running": health.runner.running(),
         "system": {
@@ -285,4 +427,56 @@ def monitoring_stop() -> Response:
     return _switch(False)
 
 
-__all__ = ["HealthForbidden", "HealthUnauthorized", "blueprint"]
+_READINESS = {"accepting": False, "refusing": True}
+_LIVENESS = {"correct": False, "broken": True}
+
+
+@blueprint.post("/availability")
+@protected
+def availability() -> Response:
+    """Set this process's availability: ``{"readiness": "refusing", "reason": "..."}``,
+    ``{"readiness": "accepting"}``, ``{"liveness": "broken", "reason": "..."}`` or
+    ``{"liveness": "correct"}`` (both states in one body too).
+
+    A JSON body only: a form another site posts cannot set it.
+    """
+    data = request.get_json(silent=True)
+    usage = (
+        'Send a JSON object: {"readiness": "accepting" | "refusing", "liveness": "correct"'
+        ' | "broken", "reason": "why"}, with a reason for refusing or broken.'
+    )
+    if not isinstance(data, dict) or not data.keys() & {"readiness", "liveness"}:
+        raise AvailabilityInvalid(usage)
+    if data.keys() - {"readiness", "liveness", "reason"}:
+        raise AvailabilityInvalid(usage)
+    refuse = _READINESS.get(data["readiness"]) if "readiness" in data else False
+    broken = _LIVENESS.get(data["liveness"]) if "liveness" in data else False
+    if refuse is None or broken is None:
+        raise AvailabilityInvalid(usage)
+    reason = data.get("reason")
+    if refuse or broken:
+        try:
+            reason = reason_text(reason)
+        except ValueError:
+            raise AvailabilityInvalid(usage) from None
+    health = _health()
+    if refuse:
+        health.refuse_traffic(reason)
+    elif "readiness" in data:
+        health.accept_traffic()
+    if broken:
+        health.mark_broken(reason)
+    elif "liveness" in data:
+        health.mark_correct()
+    body = answer_body({**health.availability.as_dict(), "pid": os.getpid()})
+    return Response(json.dumps(body), mimetype="application/json")
+
+
+__all__ = [
+    "AvailabilityInvalid",
+    "HealthForbidden",
+    "HealthGroupUnknown",
+    "HealthUnauthorized",
+    "answer_body",
+    "blueprint",
+]

@@ -24,7 +24,8 @@ def level_status(value: float, limit: float, margin: float) -> str:
 
 
 def database_checks(app: Flask, db: SQLAlchemy | None) -> list[HealthCheck]:
-    """``SELECT 1`` through the pool of each bind, critical."""
+    """``SELECT 1`` through the pool of each bind, critical; ``componentId`` is the bind's
+    name (``default`` for the default bind, as in the pools of detailed health)."""
     if db is None:
         return []
     binds: list[str | None] = []
@@ -36,7 +37,15 @@ def database_checks(app: Flask, db: SQLAlchemy | None) -> list[HealthCheck]:
     checks = []
     for bind in binds:
         name = "database:responseTime" if bind is None else f"database.{bind}:responseTime"
-        checks.append(HealthCheck(name, _select_one(db, bind), critical=True))
+        checks.append(
+            HealthCheck(
+                name,
+                _select_one(db, bind),
+                critical=True,
+                component_type="datastore",
+                component_id=bind or "default",
+            )
+        )
     return checks
 
 
@@ -58,7 +67,15 @@ def redis_checks(monitor_url: str | None, timeout: float) -> list[HealthCheck]:
     """
     if not monitor_url:
         return []
-    return [HealthCheck("redis:responseTime", _ping(monitor_url, timeout), critical=True)]
+    return [
+        HealthCheck(
+            "redis:responseTime",
+            _ping(monitor_url, timeout),
+            critical=True,
+            component_type="datastore",
+            component_id="monitor",
+        )
+    ]
 
 
 def _ping(url: str, timeout: float) -> Callable[[], HealthResult]:
@@ -79,11 +96,12 @@ def _ping(url: str, timeout: float) -> Callable[[], HealthResult]:
 
 
 def disk_checks(app: Flask, limit: float, margin: float) -> list[HealthCheck]:
-    """Space used on the disks of the instance folder and the upload folder."""
-    folders = {"disk:utilization": app.instance_path}
+    """Space used on the disks of the instance folder and the upload folder
+    (``componentId`` ``instance`` and ``uploads``: the folders' paths stay private)."""
+    folders = {("disk:utilization", "instance"): app.instance_path}
     uploads = app.config.get("UPLOAD_FOLDER")
     if isinstance(uploads, str) and uploads:
-        folders["disk.uploads:utilization"] = uploads
+        folders["disk.uploads:utilization", "uploads"] = uploads
 
     def check_for(folder: str) -> Callable[[], HealthResult]:
         def check() -> HealthResult:
@@ -92,7 +110,10 @@ def disk_checks(app: Flask, limit: float, margin: float) -> list[HealthCheck]:
 
         return check
 
-    return [HealthCheck(name, check_for(folder)) for name, folder in folders.items()]
+    return [
+        HealthCheck(name, check_for(folder), component_type="system", component_id=folder_id)
+        for (name, folder_id), folder in folders.items()
+    ]
 
 
 def memory_check(limit: float, margin: float) -> HealthCheck:
@@ -102,4 +123,4 @@ def memory_check(limit: float, margin: float) -> HealthCheck:
         percent = memory_usage()["percent"]
         return HealthResult(level_status(percent, limit, margin), percent, "percent")
 
-    return HealthCheck("memory:utilization", check)
+    return HealthCheck("memory:utilization", check, component_type="system")

@@ -70,23 +70,31 @@ class Outcome:
     observed_value: Any = None
     observed_unit: str | None = None
     output: str | None = None
+    component_type: str = "component"
+    component_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The entry of the public answer: no output, no duration."""
-        entry: dict[str, Any] = {"status": self.status, "time": self.time}
+        """The entry of the public answers: what failed and what it is, never an output.
+
+        An output may name a host or quote a driver's message; the public answers
+        only say which component it is (``componentType``, ``componentId``).
+        """
+        entry: dict[str, Any] = {"status": self.status, "componentType": self.component_type}
+        if self.component_id is not None:
+            entry["componentId"] = self.component_id
         if self.observed_value is not None:
             entry["observedValue"] = self.observed_value
         if self.observed_unit is not None:
             entry["observedUnit"] = self.observed_unit
+        entry["time"] = self.time
         return entry
 
     def detail(self) -> dict[str, Any]:
+        """The entry of detailed health: the output too, on ``warn`` and ``fail`` only."""
         entry = self.summary()
-        entry.update(
-            critical=self.critical,
-            duration_ms=round(self.duration * 1000, 3),
-            output=self.output,
-        )
+        entry.update(critical=self.critical, duration_ms=round(self.duration * 1000, 3))
+        if self.output is not None and self.status != "pass":
+            entry["output"] = self.output
         return entry
 
 
@@ -101,8 +109,31 @@ def worst(statuses: Iterable[str]) -> str:
     return max(statuses, key=_RANK.__getitem__, default="pass")
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso_time(seconds: float | None = None) -> str:
+    """A Unix time (now by default) in ISO 8601, UTC, to the millisecond: what the draft uses."""
+    moment = (
+        datetime.now(timezone.utc)
+        if seconds is None
+        else datetime.fromtimestamp(seconds, timezone.utc)
+    )
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def outcome_of(
+    check: HealthCheck, status: str, duration: float, output: str | None = None, **observed: Any
+) -> Outcome:
+    """An outcome of ``check`` finished now."""
+    return Outcome(
+        check.name,
+        status,
+        check.critical,
+        duration,
+        iso_time(),
+        output=output,
+        component_type=check.component_type,
+        component_id=check.component_id,
+        **observed,
+    )
 
 
 def interpret(check: HealthCheck, raw: Any, duration: float) -> Outcome:
@@ -121,7 +152,7 @@ def interpret(check: HealthCheck, raw: Any, duration: float) -> Outcome:
         output = scrub(str(raw.output)) if raw.output is not None else None
     else:
         status, output = "fail", f"the check returned {type(raw).__name__}, not a status"
-    return Outcome(check.name, status, check.critical, duration, _now_iso(), value, unit, output)
+    return outcome_of(check, status, duration, output, observed_value=value, observed_unit=unit)
 
 
 @dataclass
@@ -206,9 +237,7 @@ class CheckRunner:
 
     @staticmethod
     def _timed_out(run: _Run, duration: float) -> Outcome:
-        return Outcome(
-            run.check.name, "fail", run.check.critical, duration, _now_iso(), output="timed out"
-        )
+        return outcome_of(run.check, "fail", duration, "timed out")
 
     def _execute(self, run: _Run, context: Callable[[], AbstractContextManager[Any]]) -> None:
         check = run.check
@@ -222,13 +251,8 @@ class CheckRunner:
         except Exception as error:
             duration = time.perf_counter() - started
             self._log_raised(check.name, error)
-            outcome = Outcome(
-                check.name,
-                "fail",
-                check.critical,
-                duration,
-                _now_iso(),
-                output=f"the check raised {type(error).__name__}",
+            outcome = outcome_of(
+                check, "fail", duration, f"the check raised {type(error).__name__}"
             )
         if time.monotonic() - run.started > run.timeout:  # whoever waited has given up
             outcome = self._timed_out(run, duration)

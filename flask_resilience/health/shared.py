@@ -3,22 +3,70 @@ the reads of the checks and of the other parts' providers."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 from flask import Flask
 
+from ..log import ExtensionLogger
 from ..state import HealthCheck, ResilienceState, get_state
-from .checks import CheckRunner, Outcome
+from .checks import CheckRunner, Outcome, iso_time, scrub
 from .metrics import Metrics
 from .monitor import Monitor, Sample, logger
 from .stats import RequestLog, RequestStats
 from .system import CpuMeter, current_process
 
 PERMISSION = "resilience:health"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What the app says of itself, in this process (Spring Boot's availability states).
+
+    ``refusing`` fails readiness: the process lives but must get no traffic (a
+    cache warming, a maintenance step). ``broken`` fails liveness and startup: the
+    process cannot recover by itself and the orchestrator should restart it. Each
+    holds the reason, shown on the public answer it fails, or ``None``.
+    """
+
+    refusing: str | None = None
+    refusing_since: str | None = None
+    broken: str | None = None
+    broken_since: str | None = None
+
+    @property
+    def readiness(self) -> str:
+        return "accepting" if self.refusing is None else "refusing"
+
+    @property
+    def liveness(self) -> str:
+        return "correct" if self.broken is None else "broken"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "liveness": self.liveness,
+            "broken": self.broken,
+            "broken_since": self.broken_since,
+            "readiness": self.readiness,
+            "refusing": self.refusing,
+            "refusing_since": self.refusing_since,
+        }
+
+
+REASON_LIMIT = 200
+
+
+def reason_text(reason: object) -> str:
+    """A reason the app gives, fit for a public answer: one line, short, no credentials."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError(f"reason is {reason!r}; expected a non-empty str saying why.")
+    text = scrub(" ".join(reason.split()))
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
 @dataclass
@@ -35,7 +83,68 @@ class HealthState:
     request_cpu: CpuMeter  # for requests when the monitor has no recent sample
     process: psutil.Process
     disk_path: str
+    log: ExtensionLogger = logger
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     last_sample: list[Sample] = field(default_factory=list)
+    # Set when init_app has finished, the startup checks included: the startup probe passes.
+    started_at: str | None = None
+    startup_seconds: float | None = None
+    availability: Availability = field(default_factory=Availability)
+    # The liveness layer answers from these bytes: built when the state changes, not per probe.
+    broken_body: bytes | None = None
+    _unknown_warned: set[tuple[str, str]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def finish_startup(self, seconds: float) -> None:
+        self.startup_seconds = round(seconds, 3)
+        self.started_at = iso_time()
+
+    def refuse_traffic(self, reason: object) -> None:
+        text = reason_text(reason)
+        with self._lock:
+            now = self.availability
+            since = now.refusing_since if now.refusing is not None else iso_time()
+            self.availability = Availability(text, since, now.broken, now.broken_since)
+        self.log.warning("Refusing traffic: %s; readiness answers 503", text)
+
+    def accept_traffic(self) -> None:
+        with self._lock:
+            now = self.availability
+            if now.refusing is None:
+                return
+            self.availability = Availability(None, None, now.broken, now.broken_since)
+        self.log.info("Accepting traffic again")
+
+    def mark_broken(self, reason: object) -> None:
+        text = reason_text(reason)
+        with self._lock:
+            now = self.availability
+            since = now.broken_since if now.broken is not None else iso_time()
+            self.availability = Availability(now.refusing, now.refusing_since, text, since)
+            self.broken_body = json.dumps({"status": "fail", "output": f"broken: {text}"}).encode()
+        self.log.error("Marked broken: %s; liveness answers 503", text)
+
+    def mark_correct(self) -> None:
+        with self._lock:
+            now = self.availability
+            if now.broken is None:
+                return
+            self.availability = Availability(now.refusing, now.refusing_since, None, None)
+            self.broken_body = None
+        self.log.info("No longer marked broken; liveness answers 200 again")
+
+    def warn_unknown_once(self, group: str, names: list[str]) -> None:
+        """Log a group's members that are not registered checks, once per name."""
+        with self._lock:
+            new = [name for name in names if (group, name) not in self._unknown_warned]
+            self._unknown_warned.update((group, name) for name in new)
+        if new:
+            self.log.warning(
+                "Health group %r lists %s, not a registered check: the group fails until"
+                " it is registered",
+                group,
+                ", ".join(repr(name) for name in new),
+            )
 
     def reset_after_fork(self) -> None:
         """A worker forked from a parent that had already measured starts afresh."""

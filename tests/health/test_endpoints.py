@@ -123,7 +123,8 @@ def test_failing_critical_check_fails_and_other_failures_warn(
         ("fail", "fail", None),
         ("broken", "fail", "the check returned str, not a status"),
         (42, "fail", "the check returned int, not a status"),
-        (HealthResult("pass", 3, "ms", "fine"), "pass", "fine"),
+        (HealthResult("pass", 3, "ms", "fine"), "pass", None),  # no output on a pass
+        (HealthResult("warn", 3, "ms", "slow"), "warn", "slow"),
         (HealthResult("nonsense"), "fail", "the check returned HealthResult, not a status"),
     ],
 )
@@ -132,7 +133,7 @@ def test_what_a_check_returns(
 ) -> None:
     resilience.health_check("thing")(lambda: returned)
     entry = body(client.get("/health/detailed", headers=AUTH))["checks"]["thing"][0]
-    assert (entry["status"], entry["output"]) == (status, output)
+    assert (entry["status"], entry.get("output")) == (status, output)
 
 
 def test_a_raising_check_is_a_safe_fail_not_a_500(

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, gunicorn_options, port_is_open, skip_or_fail, wait_until
+from tests.support.servers import (
+    free_port,
+    gunicorn_options,
+    port_is_open,
+    skip_or_fail,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

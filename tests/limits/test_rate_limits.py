@@ -382,7 +382,7 @@ def test_a_blueprint_can_be_exempt(make_app: Callable[..., Flask]) -> None:
 
 def test_the_storage_is_a_non_critical_health_check(make_app: Callable[..., Flask]) -> None:
     app, _ = limited_app(make_app)
-    check = app.extensions["resilience"].health_checks["rate_limit_storage"]
+    check = app.extensions["resilience"].health_checks["ratelimit:storage"]
     assert check.critical is False
     assert check.func() == "pass"
     # The app's own, not the extension's: another app of the instance has its own.
