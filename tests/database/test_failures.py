@@ -274,6 +274,8 @@ def test_requests_finishing_late_are_counted_and_logged(
     make_app: Callable[..., Flask], postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = database_app(make_app, postgres_url, RESILIENCE_REQUEST_TIMEOUT=0.1)
+    with app.app_context():  # outside any request: no deadline for the first connect
+        app.extensions["sqlalchemy"].session.execute(sa.text("SELECT 1"))
     client = app.test_client()
     with caplog.at_level(logging.WARNING):
         assert client.get("/slow-python").status_code == 200
