@@ -127,7 +127,10 @@ def find_state() -> ResilienceState | None:
     """The current app's state; ``None`` outside an app context or in an app without it."""
     if not has_app_context():
         return None
-    state = current_app.extensions.get(EXTENSION_KEY)
+    # The app itself, not the proxy: an attribute read through ``current_app`` costs a
+    # microsecond, and the decorators ask on every call.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get(EXTENSION_KEY)
     return state if isinstance(state, ResilienceState) else None
 
 
