@@ -78,6 +78,11 @@ class ResilienceState:
     alert_callbacks: list[Callable[[Any], Any]] = field(default_factory=list)
     # A part's state for detailed health and ``flask resilience status``, by name.
     detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # What an operator may change at run time, by the same names: called with a
+    # target and an action (``controls["circuit_breakers"]("payments", "open")``),
+    # it answers what to show; LookupError for an unknown target, ValueError for
+    # an unknown action.
+    controls: dict[str, Callable[[str, str], Any]] = field(default_factory=dict)
     own_cleanups: list[OwnCleanup] = field(default_factory=list)
     finish_hooks: list[FinishHook] = field(default_factory=list)
     # Set by the guards: whether the request's user holds a permission, through the
