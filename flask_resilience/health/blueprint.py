@@ -2,7 +2,8 @@
 
 ``/health``, ``/health/live`` and ``/health/ready`` are public and answer in the
 format of the IETF health check draft (``application/health+json``). The others
-show internals and need the bearer token or the health permission.
+show internals and need the bearer token or the health permission, as do the
+operator's switches (``POST /monitoring/start|stop``, ``POST /breakers/<name>/open|close|reset``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import Forbidden, Unauthorized
+from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 
 from ..errors import ProblemError
 from ..state import ResilienceState, get_state
@@ -28,6 +29,8 @@ from .system import disk_usage, memory_usage, process_metrics
 
 blueprint = Blueprint("resilience_health", __name__)
 
+P = ParamSpec("P")
+
 HEALTH_JSON = "application/health+json"
 
 
@@ -37,6 +40,10 @@ class HealthUnauthorized(ProblemError, Unauthorized):
 
 class HealthForbidden(ProblemError, Forbidden):
     """Credentials were given but do not open this health endpoint."""
+
+
+class HealthNotFound(ProblemError, NotFound):
+    """What a protected health endpoint was asked to change does not exist."""
 
 
 def _state() -> ResilienceState:
@@ -139,16 +146,16 @@ def require_access() -> None:
     raise HealthUnauthorized(detail, headers={"WWW-Authenticate": 'Bearer realm="health"'})
 
 
-def protected(view: Callable[[], Response]) -> Callable[[], Response]:
+def protected(view: Callable[P, Response]) -> Callable[P, Response]:
     """Check access in the view itself, so that the public probes pay nothing for it.
 
     OPTIONS never reaches the view: Flask answers it.
     """
 
     @functools.wraps(view)
-    def guarded() -> Response:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
         require_access()
-        return view()
+        return view(*args, **kwargs)
 
     return guarded
 
@@ -281,4 +288,26 @@ def monitoring_stop() -> Response:
     return _switch(False)
 
 
-__all__ = ["HealthForbidden", "HealthUnauthorized", "blueprint"]
+@blueprint.post("/breakers/<path:name>/<action>")
+@protected
+def breaker_switch(name: str, action: str) -> Response:
+    """Force a circuit breaker open or closed, or reset it (which releases a forced state).
+
+    Answers the breaker's state as detailed health shows it. With Redis storage
+    the change reaches every worker and instance (503 when Redis does not
+    answer: it then holds in this worker only); with memory storage, only the
+    worker that answers.
+    """
+    control = _state().controls.get("circuit_breakers")
+    if control is None:
+        raise HealthNotFound("Circuit breakers are not set up for this app.")
+    try:
+        body = control(name, action)
+    except LookupError:
+        raise HealthNotFound(f"No circuit breaker is called {name!r}.") from None
+    except ValueError:
+        raise HealthNotFound("A breaker can be opened, closed or reset.") from None
+    return Response(json.dumps(body), mimetype="application/json")
+
+
+__all__ = ["HealthForbidden", "HealthNotFound", "HealthUnauthorized", "blueprint"]
