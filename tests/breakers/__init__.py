@@ -1,0 +1,1 @@
+"""Circuit breakers, bulkheads, retries and graceful degradation."""

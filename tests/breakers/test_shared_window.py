@@ -1,0 +1,104 @@
+"""With Redis storage: each process's own window, the shared transitions, what they cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import redis as redis_lib
+from flask import Flask
+
+from flask_resilience import CircuitOpen, circuit_breaker
+from flask_resilience.circuit import get_breaker
+
+from ..servers import RedisServer
+from .circuit_helpers import Dependency, breaker_name
+
+pytestmark = pytest.mark.redis
+
+
+def commands(uri: str) -> dict[str, int]:
+    """Calls of each command since the statistics were last reset."""
+    client = redis_lib.Redis.from_url(uri)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {key.removeprefix("cmdstat_"): value["calls"] for key, value in stats.items()}
+
+
+def reset_statistics(uri: str) -> None:
+    client = redis_lib.Redis.from_url(uri)
+    try:
+        client.config_resetstat()
+    finally:
+        client.close()
+
+
+def test_calls_in_the_closed_state_cost_one_read_per_sync_interval_and_no_write(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    app = shared_app(own_redis.url, RESILIENCE_CIRCUIT_SYNC_INTERVAL=60)
+    name = breaker_name("cost")
+    guarded = circuit_breaker(name)(Dependency())
+    reset_statistics(own_redis.url)
+    with app.app_context():
+        for _ in range(500):
+            assert guarded() == "ok"
+    used = commands(own_redis.url)
+    for handshake_or_statistics in ("hello", "client|setinfo", "config|resetstat", "info"):
+        used.pop(handshake_or_statistics, None)
+    assert used == {"hmget": 1}
+
+
+def test_a_trip_in_one_app_reaches_another_within_its_sync_interval(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    interval = 0.3
+    tripping = shared_app(own_redis.url)
+    watching = shared_app(own_redis.url, RESILIENCE_CIRCUIT_SYNC_INTERVAL=interval)
+    name = breaker_name("reach")
+    dependency = Dependency()
+    guarded = circuit_breaker(name, fail_max=3, reset_timeout=60)(dependency)
+    with watching.app_context():
+        assert guarded() == "ok"
+
+    dependency.failing = True
+    with tripping.app_context():
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                guarded()
+    opened_at = time.monotonic()
+    with watching.app_context():
+        while time.monotonic() - opened_at < interval + 0.5:
+            try:
+                guarded()
+            except ConnectionError:
+                time.sleep(0.01)  # not yet seen: this call went to the dependency
+            except CircuitOpen:
+                break
+        else:
+            pytest.fail("the other app never saw the breaker open")
+        assert get_breaker(name).snapshot()["calls"] >= 1  # its own window
+    assert time.monotonic() - opened_at < interval + 0.2
+
+
+def test_each_app_keeps_its_own_window(redis_url: str, shared_app: Callable[..., Flask]) -> None:
+    first, second = shared_app(redis_url), shared_app(redis_url)
+    name = breaker_name("own-window")
+    dependency = Dependency(failing=True)
+    guarded = circuit_breaker(
+        name, failure_rate_threshold=50, minimum_calls=4, window_size=4, fail_max=100
+    )(dependency)
+    for app in (first, second, first, second, first, second):  # 3 failures each
+        with app.app_context(), pytest.raises(ConnectionError):
+            guarded()
+    for app in (first, second):
+        with app.app_context():
+            snapshot = get_breaker(name).snapshot()
+            assert (snapshot["state"], snapshot["calls"]) == ("closed", 3)
+    with first.app_context(), pytest.raises(ConnectionError):
+        guarded()  # the fourth of the first app's own calls
+    with second.app_context():
+        assert get_breaker(name).state == "open"
