@@ -287,7 +287,7 @@ def test_defaults_come_from_the_app_config_and_breakers_are_listed() -> None:
             "storage": "memory",
             "calls": 1,
             "failure_rate": 100.0,
-            "slow_call_rate": 0.0,
+            "slow_call_rate": None,  # calls are not timed
             "consecutive_failures": 1,
             "opened_at": None,
             "retry_after": None,

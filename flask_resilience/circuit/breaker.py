@@ -422,7 +422,9 @@ class Breaker:
             "storage": self.storage,
             "calls": calls,
             "failure_rate": round(100 * failures / calls, 1) if calls else None,
-            "slow_call_rate": round(100 * slow / calls, 1) if calls else None,
+            "slow_call_rate": round(100 * slow / calls, 1)
+            if calls and policy.slow_call_duration is not None
+            else None,
             "consecutive_failures": self._consecutive,
             "opened_at": self._opened_at if state in (OPEN, HALF_OPEN) else None,
             "retry_after": retry_after,

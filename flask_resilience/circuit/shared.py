@@ -374,6 +374,7 @@ class SharedBreaker(Breaker):
             self._opened_at = None
             self._clear_window()
         if old != new:
+            self._ask_after = 0.0
             logger.debug("Circuit breaker %r is %s (shared state).", self.name, new)
 
     # --- the transitions, through Redis -------------------------------------------
@@ -409,6 +410,11 @@ class SharedBreaker(Breaker):
     def _trip(self, reason: str) -> Change | None:
         old = self._state
         fields = self._run("trip", self._version, repr(time.time()))
+        if fields is not None and fields.missing:
+            # Redis lost the breaker's hash (a restart without persistence): its
+            # record starts again, with this trip.
+            self._version = 0
+            fields = self._run("trip", 0, repr(time.time()))
         if fields is None:
             return super()._trip(reason)
         self._adopt(fields)
