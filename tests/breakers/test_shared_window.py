@@ -102,3 +102,29 @@ def test_each_app_keeps_its_own_window(redis_url: str, shared_app: Callable[...,
         guarded()  # the fourth of the first app's own calls
     with second.app_context():
         assert get_breaker(name).state == "open"
+
+
+def test_a_trip_after_redis_lost_the_hash_starts_the_shared_record_again(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    app = shared_app(own_redis.url, RESILIENCE_CIRCUIT_SYNC_INTERVAL=60)
+    name = breaker_name("lost-hash")
+    dependency = Dependency()
+    guarded = circuit_breaker(name, fail_max=2, reset_timeout=60)(dependency)
+    with app.app_context():
+        breaker = get_breaker(name)
+        breaker.force_open()
+        breaker.reset()  # two transitions: this app saw version 2
+        assert guarded() == "ok"
+        client = redis_lib.Redis.from_url(own_redis.url)
+        try:
+            client.flushall()  # what a restart without persistence leaves
+            dependency.failing = True
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    guarded()
+            assert client.hget(f"flask_resilience:circuit:{name}", "state") == b"open"
+        finally:
+            client.close()
+    with shared_app(own_redis.url).app_context(), pytest.raises(CircuitOpen):
+        guarded()
