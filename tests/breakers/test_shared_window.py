@@ -9,11 +9,11 @@ import pytest
 import redis as redis_lib
 from flask import Flask
 
-from flask_resilience import CircuitOpen, circuit_breaker
+from flask_resilience import CircuitOpen, ConfigurationError, circuit_breaker
 from flask_resilience.circuit import get_breaker
 
 from ..servers import RedisServer
-from .circuit_helpers import Dependency, breaker_name
+from .circuit_helpers import Dependency, app_with, breaker_name
 
 pytestmark = pytest.mark.redis
 
@@ -128,3 +128,9 @@ def test_a_trip_after_redis_lost_the_hash_starts_the_shared_record_again(
             client.close()
     with shared_app(own_redis.url).app_context(), pytest.raises(CircuitOpen):
         guarded()
+
+
+@pytest.mark.parametrize("value", [-0.5, "1s", None])
+def test_a_wrong_sync_interval_is_refused_naming_the_key(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="RESILIENCE_CIRCUIT_SYNC_INTERVAL"):
+        app_with(RESILIENCE_CIRCUIT_SYNC_INTERVAL=value)
