@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -134,3 +135,110 @@ def test_a_trip_after_redis_lost_the_hash_starts_the_shared_record_again(
 def test_a_wrong_sync_interval_is_refused_naming_the_key(value: object) -> None:
     with pytest.raises(ConfigurationError, match="RESILIENCE_CIRCUIT_SYNC_INTERVAL"):
         app_with(RESILIENCE_CIRCUIT_SYNC_INTERVAL=value)
+
+
+def test_a_process_writes_its_forced_state_back_where_redis_lost_it(
+    own_redis: RedisServer, shared_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = shared_app(own_redis.url)
+    name = breaker_name("write-back")
+    circuit_breaker(name)
+    client = redis_lib.Redis.from_url(own_redis.url)
+    try:
+        with app.app_context():
+            get_breaker(name).force_closed()
+            client.flushall()
+            assert get_breaker(name).state == "forced-closed"
+        assert client.hget(f"flask_resilience:circuit:{name}", "forced") == b"closed"
+    finally:
+        client.close()
+    assert "wrote back its forced state (forced-closed)" in caplog.text
+    with shared_app(own_redis.url).app_context():
+        assert get_breaker(name).state == "forced-closed"
+
+
+def test_half_open_goes_on_in_the_process_while_redis_is_down(
+    redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    app = shared_app(redis.url)
+    name = breaker_name("half-open-alone")
+    dependency = Dependency(failing=True)
+    guarded = circuit_breaker(name, fail_max=1, reset_timeout=0.2, half_open_calls=2)(dependency)
+    with app.app_context():
+        with pytest.raises(ConnectionError):
+            guarded()  # opened in Redis
+        redis.kill()
+        time.sleep(0.25)
+        dependency.failing = False
+        assert guarded() == "ok"  # a trial of this process's own
+        assert get_breaker(name).snapshot()["state"] == "half-open"
+        assert guarded() == "ok"
+        snapshot = get_breaker(name).snapshot()
+        assert (snapshot["state"], snapshot["storage"]) == ("closed", "memory")
+
+
+def test_an_interrupted_trial_gives_its_shared_place_back(
+    redis_url: str, shared_app: Callable[..., Flask]
+) -> None:
+    first, second = shared_app(redis_url), shared_app(redis_url)
+    name = breaker_name("shared-interrupt")
+    outcomes: list[BaseException | None] = [ConnectionError(), KeyboardInterrupt(), None]
+
+    @circuit_breaker(name, fail_max=1, reset_timeout=0.2)
+    def dependency() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "ok"
+
+    with first.app_context(), pytest.raises(ConnectionError):
+        dependency()
+    time.sleep(0.25)
+    with first.app_context(), pytest.raises(KeyboardInterrupt):
+        dependency()  # took the only trial, then gave it back
+    with second.app_context():
+        assert dependency() == "ok"
+        assert get_breaker(name).state == "closed"
+
+
+def test_a_half_open_refusal_is_not_asked_of_redis_again_at_once(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    holder, asker = shared_app(own_redis.url), shared_app(own_redis.url)
+    name = breaker_name("asked-once")
+    inside, release = threading.Event(), threading.Event()
+    outcome = {"failing": True}
+
+    @circuit_breaker(name, fail_max=1, reset_timeout=0.2)
+    def dependency() -> str:
+        if outcome["failing"]:
+            raise ConnectionError
+        inside.set()
+        assert release.wait(5)
+        return "ok"
+
+    with holder.app_context(), pytest.raises(ConnectionError):
+        dependency()
+    outcome["failing"] = False
+    time.sleep(0.25)
+
+    def hold_the_trial() -> None:
+        with holder.app_context():
+            dependency()
+
+    trial = threading.Thread(target=hold_the_trial)
+    trial.start()
+    try:
+        assert inside.wait(5)
+        with asker.app_context():
+            with pytest.raises(CircuitOpen):
+                dependency()  # asked Redis: the trial is taken
+            reset_statistics(own_redis.url)
+            for _ in range(20):
+                with pytest.raises(CircuitOpen) as refused:
+                    dependency()
+                assert refused.value.state == "half-open"
+        assert "evalsha" not in commands(own_redis.url)
+    finally:
+        release.set()
+        trial.join()
