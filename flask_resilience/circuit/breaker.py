@@ -300,6 +300,8 @@ class Breaker:
         if len(self._window) < self.policy.minimum_calls:
             return
         with self._lock:
+            if self._state != CLOSED:
+                return  # it finished after the breaker opened: its period is over
             self._warm = True
             change = self._trip_if_due()
         self._announce(change)

@@ -4,6 +4,8 @@ and which outcomes count as failures."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -244,3 +246,30 @@ def test_same_name_definitions_must_match_on_the_breaker_settings_only() -> None
         circuit_breaker(name, window_size=31, minimum_calls=5)
     with pytest.raises(ValueError, match="already defined"):
         circuit_breaker(name, window_size=30, minimum_calls=5, slow_call_duration=1.0)
+
+
+def test_a_success_that_finishes_after_the_breaker_opened_does_not_open_it_again() -> None:
+    name = breaker_name("late-success")
+    inside, release = threading.Event(), threading.Event()
+    failing = {"now": False}
+
+    @circuit_breaker(name, failure_rate_threshold=50, minimum_calls=2, window_size=2, fail_max=1)
+    def dependency() -> str:
+        if failing["now"]:
+            raise ConnectionError
+        inside.set()
+        assert release.wait(5)
+        return "ok"
+
+    slow = threading.Thread(target=dependency)
+    slow.start()
+    assert inside.wait(5)
+    failing["now"] = True
+    with pytest.raises(ConnectionError):
+        dependency()  # opens it: one failure, fail_max 1
+    breaker = get_breaker(name)
+    opened_at = breaker.snapshot()["opened_at"]
+    time.sleep(0.01)
+    release.set()  # the slow call ends: the window would hold 2 calls, 50 % failed
+    slow.join()
+    assert breaker.snapshot()["opened_at"] == opened_at  # its open period goes on
