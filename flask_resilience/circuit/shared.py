@@ -24,11 +24,17 @@ When Redis is unreachable
     last one it read (a forced state included), and Redis is tried again after
     1 s, then 2, 4 ... up to 30 s: a dead Redis costs one failed command per
     pause, never an error of the call. Once Redis answers, its state wins,
-    with one exception: when it has no hash for the breaker at all (restarted
-    without persistence, flushed, an empty replica promoted) while this
-    process holds a forced state, the process writes that forced state back.
-    An operator's decision thus outlives a Redis restart as long as one process
-    that knew it is still running, or always with Redis persistence.
+    with one exception: this process holds a forced state, and the breaker's
+    hash is gone or was made anew since the process last read it (Redis
+    restarted without persistence, was flushed, or an empty replica was
+    promoted: the hash's ``epoch`` tells), and no operator forced or released
+    the breaker in the new one. The process then writes its forced state into
+    it. An operator's decision thus outlives a Redis restart as long as one
+    process that knew it still runs, or always with Redis persistence; a
+    release made after the restart wins over it.
+
+Every command is sent under the breaker's lock, so what Redis answers a process
+is never older than what that process did before: its answer is always adopted.
 
 Nothing is sent to Redis when a breaker is made, so a new process never resets
 what the others stored, and an app starts while Redis is down.
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..log import ExtensionLogger, hide_password
@@ -69,47 +76,63 @@ _RETRY_REDIS_AFTER = (1.0, 30.0)  # first and longest pause before trying Redis 
 _FORCED = {"open": FORCED_OPEN, "closed": FORCED_CLOSED}
 _FORCING = {FORCED_OPEN: "open", FORCED_CLOSED: "closed"}
 _CANONICAL = {state: state for state in (CLOSED, OPEN, HALF_OPEN)}
-_FIELDS = ["state", "forced", "opened_at", "version"]
+_FIELDS = ["state", "forced", "opened_at", "version", "epoch"]
 
-# Every script answers the breaker's fields as they are after it ran, then what it did.
-_VIEW = """
+# The fields of a breaker's hash:
+#   state       closed, open or half-open (missing: closed)
+#   forced      open or closed while an operator holds it; none once released
+#   opened_at   Unix time of the last opening
+#   version     one more per transition
+#   epoch       made with the hash: a hash made anew (Redis lost the old one) has another
+#   trials, trial_ok, trial_at   the half-open trials taken, succeeded, and the last one's time
+#
+# Every script takes ARGV[1], an epoch for the hash should it make one, and answers the
+# fields as they are after it ran, then what it did.
+_HELPERS = """
 local function view(did)
-  local f = redis.call('HMGET', KEYS[1], 'state', 'forced', 'opened_at', 'version')
-  return {f[1], f[2], f[3], f[4], did}
+  local f = redis.call('HMGET', KEYS[1], 'state', 'forced', 'opened_at', 'version', 'epoch')
+  return {f[1], f[2], f[3], f[4], f[5], did}
 end
 local function version()
   return tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 end
+local function forced()
+  local value = redis.call('HGET', KEYS[1], 'forced')
+  return value and value ~= 'none'
+end
+local function stamp()
+  redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+end
 """
 
-# ARGV: the version the caller saw, now. Opens from closed or half-open.
+# ARGV[2..]: the version the caller saw, now. Opens from closed or half-open.
 _TRIP = (
-    _VIEW
+    _HELPERS
     + """
-if version() ~= tonumber(ARGV[1]) or redis.call('HEXISTS', KEYS[1], 'forced') == 1 then
-  return view(0)
-end
-redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[2], 'version', version() + 1,
+if version() ~= tonumber(ARGV[2]) or forced() then return view(0) end
+stamp()
+redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[3], 'version', version() + 1,
   'trials', 0, 'trial_ok', 0)
 return view(1)
 """
 )
 
-# ARGV: trials allowed, now, lease, reset timeout. Moves an open breaker whose time
-# has come to half-open, then takes a trial if one is left. A process killed during a
-# trial never gives its place back: after ``lease`` seconds without a new trial, the
-# places taken and not yet succeeded are presumed lost.
-# Answers did = 1 for a trial granted, + 2 when this call moved the breaker.
+# ARGV[2..]: trials allowed, now, lease, reset timeout. Moves an open breaker whose
+# time has come to half-open, then takes a trial if one is left. A process killed
+# during a trial never gives its place back: after ``lease`` seconds without a new
+# trial, the places taken and not yet succeeded are presumed lost.
+# did: 1 for a trial granted, + 2 when this call moved the breaker to half-open.
 _ADMIT = (
-    _VIEW
+    _HELPERS
     + """
-if redis.call('HEXISTS', KEYS[1], 'forced') == 1 then return view(0) end
-local now = tonumber(ARGV[2])
+if forced() then return view(0) end
+local now = tonumber(ARGV[3])
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local moved = 0
 if state == 'open' then
   local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
-  if now < opened + tonumber(ARGV[4]) then return view(0) end
+  if now < opened + tonumber(ARGV[5]) then return view(0) end
+  stamp()
   redis.call('HSET', KEYS[1], 'state', 'half-open', 'version', version() + 1,
     'trials', 0, 'trial_ok', 0)
   state = 'half-open'
@@ -117,25 +140,25 @@ if state == 'open' then
 end
 if state ~= 'half-open' then return view(0) end
 local trials = tonumber(redis.call('HGET', KEYS[1], 'trials') or '0')
-if trials >= tonumber(ARGV[1]) then
+if trials >= tonumber(ARGV[2]) then
   local last = tonumber(redis.call('HGET', KEYS[1], 'trial_at') or '0')
-  if now - last < tonumber(ARGV[3]) then return view(moved) end
+  if now - last < tonumber(ARGV[4]) then return view(moved) end
   trials = tonumber(redis.call('HGET', KEYS[1], 'trial_ok') or '0')
 end
-redis.call('HSET', KEYS[1], 'trials', trials + 1, 'trial_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'trials', trials + 1, 'trial_at', ARGV[3])
 return view(moved + 1)
 """
 )
 
-# ARGV: the trial's version, trials needed. Closes once enough trials succeeded.
+# ARGV[2..]: the trial's version, trials needed. Closes once enough trials succeeded.
 _TRIAL_OK = (
-    _VIEW
+    _HELPERS
     + """
-if version() ~= tonumber(ARGV[1]) or redis.call('HGET', KEYS[1], 'state') ~= 'half-open'
-    or redis.call('HEXISTS', KEYS[1], 'forced') == 1 then
+if version() ~= tonumber(ARGV[2]) or redis.call('HGET', KEYS[1], 'state') ~= 'half-open'
+    or forced() then
   return view(0)
 end
-if redis.call('HINCRBY', KEYS[1], 'trial_ok', 1) < tonumber(ARGV[2]) then return view(0) end
+if redis.call('HINCRBY', KEYS[1], 'trial_ok', 1) < tonumber(ARGV[3]) then return view(0) end
 redis.call('HSET', KEYS[1], 'state', 'closed', 'version', version() + 1, 'trials', 0,
   'trial_ok', 0)
 redis.call('HDEL', KEYS[1], 'opened_at')
@@ -143,11 +166,11 @@ return view(1)
 """
 )
 
-# ARGV: the trial's version.
+# ARGV[2]: the trial's version.
 _GIVE_BACK = (
-    _VIEW
+    _HELPERS
     + """
-if version() == tonumber(ARGV[1]) and redis.call('HGET', KEYS[1], 'state') == 'half-open' then
+if version() == tonumber(ARGV[2]) and redis.call('HGET', KEYS[1], 'state') == 'half-open' then
   local trials = tonumber(redis.call('HGET', KEYS[1], 'trials') or '0')
   if trials > tonumber(redis.call('HGET', KEYS[1], 'trial_ok') or '0') then
     redis.call('HSET', KEYS[1], 'trials', trials - 1)
@@ -157,30 +180,35 @@ return view(0)
 """
 )
 
-# ARGV: 'open' or 'closed' to force, '' to reset. did: the state before, as seen by all.
+# ARGV[2]: open or closed to force, none to reset (which releases a forced state:
+# the release is kept, so that no process writes back a forced state it knew).
+# did: the state before, as every process sees it.
 _OPERATE = (
-    _VIEW
+    _HELPERS
     + """
 local before = view(0)
 local old = before[1] or 'closed'
-if before[2] then old = 'forced-' .. before[2] end
-if ARGV[1] == '' then
-  redis.call('HDEL', KEYS[1], 'forced', 'opened_at')
+if before[2] and before[2] ~= 'none' then old = 'forced-' .. before[2] end
+stamp()
+redis.call('HSET', KEYS[1], 'forced', ARGV[2], 'version', version() + 1)
+if ARGV[2] == 'none' then
+  redis.call('HDEL', KEYS[1], 'opened_at')
   redis.call('HSET', KEYS[1], 'state', 'closed', 'trials', 0, 'trial_ok', 0)
-else
-  redis.call('HSET', KEYS[1], 'forced', ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'version', version() + 1)
 return view(old)
 """
 )
 
-# ARGV: forced, version. Only where Redis has nothing for the breaker.
+# ARGV[2..]: the forced state, the epoch the caller read ('' for no hash). Writes a
+# process's forced state back into a hash made anew, unless an operator forced or
+# released the breaker in it (or it changed again since the caller read it).
 _RESTORE = (
-    _VIEW
+    _HELPERS
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return view(0) end
-redis.call('HSET', KEYS[1], 'forced', ARGV[1], 'state', 'closed', 'version', ARGV[2])
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+if epoch ~= ARGV[3] or redis.call('HEXISTS', KEYS[1], 'forced') == 1 then return view(0) end
+stamp()
+redis.call('HSET', KEYS[1], 'forced', ARGV[2], 'version', version() + 1)
 return view(1)
 """
 )
@@ -242,16 +270,17 @@ class RedisLink:
 class _Fields:
     """A breaker's hash as a script or a read answered it."""
 
-    __slots__ = ("did", "forced", "missing", "opened_at", "state", "version")
+    __slots__ = ("decided", "did", "epoch", "forced", "opened_at", "state", "version")
 
     def __init__(self, reply: list[Any]) -> None:
-        state, forced, opened_at, version = (_text(value) for value in reply[:4])
+        state, forced, opened_at, version, epoch = (_text(value) for value in reply[:5])
         self.state = _CANONICAL.get(state or CLOSED, CLOSED)
         self.forced = _FORCED.get(forced or "")
+        self.decided = forced is not None  # an operator forced or released it
         self.opened_at = float(opened_at) if opened_at else None
         self.version = int(version) if version else 0
-        self.did: Any = _text(reply[4]) if len(reply) > 4 else None
-        self.missing = reply[:4] == [None, None, None, None]
+        self.epoch = epoch or ""
+        self.did: Any = _text(reply[5]) if len(reply) > 5 else None
 
     @property
     def effective(self) -> str:
@@ -284,7 +313,7 @@ class SharedBreaker(Breaker):
         self._interval = sync_interval
         self._sync_due = 0.0  # monotonic time of the next read; 0: at the first call
         self._ask_after = 0.0  # half-open and its trials taken: refuse until then
-        self._diverged = False  # transitions made here while Redis was unreachable
+        self._epoch = ""  # of the hash last read; "" before any, or when there was none
 
     @property
     def storage(self) -> str:  # type: ignore[override]
@@ -309,15 +338,17 @@ class SharedBreaker(Breaker):
     # --- Redis, or this process while it does not answer ------------------------
 
     def _run(self, script: str, *args: str | float) -> _Fields | None:
-        """A script's answer, or ``None`` when Redis is not usable (under the lock)."""
+        """A script's answer, or ``None`` when Redis is not usable.
+
+        Under the lock, like every command sent: what Redis answers is never older
+        than what this process did before.
+        """
         if not self._link.usable():
-            self._diverged = True
             return None
         try:
-            reply = self._scripts[script](keys=[self.key], args=list(args))
+            reply = self._scripts[script](keys=[self.key], args=[uuid.uuid4().hex, *args])
         except self._link.errors as error:
             self._link.failed(error)
-            self._diverged = True
             return None
         self._link.succeeded()
         return _Fields(reply)
@@ -335,34 +366,40 @@ class SharedBreaker(Breaker):
                 return
             self._link.succeeded()
             fields = _Fields(list(reply))
-            if fields.missing and self._state in (FORCED_OPEN, FORCED_CLOSED):
-                fields = self._restore() or fields
+            if self._lost_forced_state(fields):
+                restored = self._restore(fields)
+                if restored is None:
+                    return  # Redis failed again: keep what this process knows
+                fields = restored
             self._adopt(fields)
 
-    def _restore(self) -> _Fields | None:
-        """Write this process's forced state where Redis has lost the breaker's hash."""
-        fields = self._run("restore", _FORCING[self._state], max(self._version, 1))
-        if fields is not None and fields.did == "1":
+    def _lost_forced_state(self, fields: _Fields) -> bool:
+        """Whether Redis lost the forced state this process holds: its hash is gone or
+        made anew, and no operator forced or released the breaker in the new one."""
+        return (
+            self._state in (FORCED_OPEN, FORCED_CLOSED)
+            and fields.epoch != self._epoch
+            and not fields.decided
+        )
+
+    def _restore(self, fields: _Fields) -> _Fields | None:
+        """Write this process's forced state back into the breaker's hash."""
+        restored = self._run("restore", _FORCING[self._state], fields.epoch)
+        if restored is not None and restored.did == "1":
             logger.warning(
-                "Circuit breaker %r: Redis had no state for it; this process wrote back its"
-                " forced state (%s).",
+                "Circuit breaker %r: Redis had lost its forced state; this process wrote"
+                " it back (%s).",
                 self.name,
                 self._state,
             )
-        return fields
+        return restored
 
     def _adopt(self, fields: _Fields) -> None:
-        """Take the shared state as this process's (under the lock).
-
-        A read older than a transition this process made since is ignored, unless
-        this process worked alone meanwhile or Redis has lost the breaker's hash.
-        """
-        if not (self._diverged or fields.missing) and fields.version < self._version:
-            return
-        self._diverged = False
+        """Take the shared state as this process's (under the lock)."""
         old, new = self._state, fields.effective
-        new_period = fields.version != self._version or old != new
+        new_period = fields.version != self._version or fields.epoch != self._epoch
         self._version = fields.version
+        self._epoch = fields.epoch
         self._state = new
         self._opened_at = fields.opened_at
         if new == OPEN:
@@ -370,7 +407,7 @@ class SharedBreaker(Breaker):
             self._retry_at = time.monotonic() + max(0.0, remaining)
         elif new == HALF_OPEN and old != HALF_OPEN:
             self._trials = self._trial_ok = 0
-        elif new == CLOSED and new_period:
+        elif new == CLOSED and (new_period or old != CLOSED):
             self._opened_at = None
             self._clear_window()
         if old != new:
@@ -386,7 +423,6 @@ class SharedBreaker(Breaker):
             raise CircuitOpen(self.name, 1, state=HALF_OPEN)
         policy = self.policy
         with self._lock:
-            old = self._state
             fields = self._run(
                 "admit",
                 policy.half_open_calls,
@@ -400,7 +436,7 @@ class SharedBreaker(Breaker):
         if fields is None:
             return super()._take_trial()
         trial = Trial(self._version) if did & 1 else None
-        self._announce(self._made(old, "its reset timeout passed") if did & 2 else None)
+        self._announce((OPEN, HALF_OPEN, "its reset timeout passed") if did & 2 else None)
         if trial is not None:
             return trial
         if self._state == HALF_OPEN:
@@ -410,11 +446,15 @@ class SharedBreaker(Breaker):
     def _trip(self, reason: str) -> Change | None:
         old = self._state
         fields = self._run("trip", self._version, repr(time.time()))
-        if fields is not None and fields.missing:
-            # Redis lost the breaker's hash (a restart without persistence): its
-            # record starts again, with this trip.
-            self._version = 0
-            fields = self._run("trip", 0, repr(time.time()))
+        if (
+            fields is not None
+            and fields.did != "1"
+            and fields.epoch != self._epoch
+            and fields.effective == CLOSED
+        ):
+            # Redis lost the hash this process knew (a restart without persistence):
+            # the new one is closed, and this process's window says to open it.
+            fields = self._run("trip", fields.version, repr(time.time()))
         if fields is None:
             return super()._trip(reason)
         self._adopt(fields)
@@ -439,7 +479,7 @@ class SharedBreaker(Breaker):
 
     def _operate(self, target: str, reason: str) -> None:
         with self._lock:
-            fields = self._run("operate", _FORCING.get(target, ""))
+            fields = self._run("operate", _FORCING.get(target, "none"))
             if fields is None:
                 change = self._enter(target, reason)
             else:

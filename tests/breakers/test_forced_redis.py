@@ -9,6 +9,9 @@ What docs/decorators.md promises, tested here on a Redis of the test's own:
   persistence), the first process still holding the forced state writes it back;
 - with persistence Redis keeps it itself; without persistence and without any
   process that knew it, it is gone and the breaker is closed.
+
+A new hash made by another process after the loss, and a release made after it,
+are in test_shared_window.py.
 """
 
 from __future__ import annotations

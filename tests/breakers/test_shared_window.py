@@ -152,7 +152,7 @@ def test_a_process_writes_its_forced_state_back_where_redis_lost_it(
         assert client.hget(f"flask_resilience:circuit:{name}", "forced") == b"closed"
     finally:
         client.close()
-    assert "wrote back its forced state (forced-closed)" in caplog.text
+    assert "had lost its forced state; this process wrote it back (forced-closed)" in caplog.text
     with shared_app(own_redis.url).app_context():
         assert get_breaker(name).state == "forced-closed"
 
@@ -242,3 +242,48 @@ def test_a_half_open_refusal_is_not_asked_of_redis_again_at_once(
     finally:
         release.set()
         trial.join()
+
+
+def test_a_forced_state_is_written_into_a_record_another_process_made_after_the_loss(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    holder, newcomer = shared_app(own_redis.url), shared_app(own_redis.url)
+    name = breaker_name("new-record")
+    guarded = circuit_breaker(name, fail_max=1, reset_timeout=60)(Dependency(failing=True))
+    with holder.app_context():
+        get_breaker(name).force_open()
+    flush(own_redis.url)
+    with newcomer.app_context():  # never knew it: it sees closed, and trips
+        with pytest.raises(ConnectionError):
+            guarded()
+        assert get_breaker(name).state == "open"
+    with holder.app_context():
+        assert get_breaker(name).state == "forced-open"  # written back, over the trip
+    with newcomer.app_context():
+        assert get_breaker(name).state == "forced-open"
+
+
+def test_a_release_made_after_the_loss_wins_over_what_a_process_knew(
+    own_redis: RedisServer, shared_app: Callable[..., Flask]
+) -> None:
+    holder, operator = shared_app(own_redis.url), shared_app(own_redis.url)
+    name = breaker_name("released-after-loss")
+    circuit_breaker(name)
+    with holder.app_context():
+        get_breaker(name).force_open()
+    flush(own_redis.url)
+    with operator.app_context():
+        get_breaker(name).reset()
+    with holder.app_context():
+        assert get_breaker(name).state == "closed"
+    with operator.app_context():
+        assert get_breaker(name).state == "closed"
+
+
+def flush(uri: str) -> None:
+    """What a restart of Redis without persistence leaves."""
+    client = redis_lib.Redis.from_url(uri)
+    try:
+        client.flushall()
+    finally:
+        client.close()
