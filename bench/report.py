@@ -46,6 +46,8 @@ TARGETS = """\
   once re-signed on every request.
 - **validation time, 500 MB / 1 MB** and **peak memory growth**: validating an
   upload costs the same whatever its size, and holds none of the file in memory.
+- **circuit_breaker (memory) overhead**: a call through a closed breaker costs at
+  most 3 us more than the bare call.
 - **/health/live**, **health's request timing**, **/health/ready** and **monitor
   CPU**: liveness answers about as fast as a hello-world view, timing requests costs
   each a few microseconds, a hanging check holds readiness no longer than its

@@ -4,7 +4,8 @@ The top level holds the extension, the errors it answers with and the decorators
 Everything else lives in its capability's namespace: ``flask_resilience.uploads``
 (checking, storing and serving files), ``flask_resilience.guards`` (sessions,
 loaders, the ``access_refused`` signal), ``flask_resilience.health``,
-``flask_resilience.log`` (request ids, JSON logs), ``flask_resilience.gunicorn``.
+``flask_resilience.log`` (request ids, JSON logs), ``flask_resilience.gunicorn``,
+``flask_resilience.signals`` (``breaker_state_changed``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ flask_resilience installed gets it::
     flask resilience check [--json] [--retries N] [--workers N]
     flask resilience status [--url URL]
     flask resilience probe live|ready|startup [--url URL] [--timeout SECONDS]
+    flask resilience breakers [--json]
+    flask resilience breakers open|close|reset NAME
 
 ``probe`` exits 0 when the endpoint answers 2xx and 1 otherwise, for a Dockerfile
 ``HEALTHCHECK`` in images without curl.
@@ -23,7 +25,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from . import startup
+from . import circuit, startup
 from .config import DEFAULT_SETTINGS, SETTINGS
 from .health.blueprint import IN_PROCESS_CALLER
 from .startup import CheckResult
@@ -105,6 +107,74 @@ def probe_command(ctx: click.Context, kind: str, url: str | None, timeout: float
     healthy = 200 <= status < 300
     click.echo(f"{kind}: {status or 'unreachable'}", err=not healthy)
     ctx.exit(0 if healthy else 1)
+
+
+@resilience_group.group("breakers", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the states as JSON.")
+@click.pass_context
+@with_appcontext
+def breakers_group(ctx: click.Context, as_json: bool) -> None:
+    """List the circuit breakers and their states; open, close or reset one.
+
+    With Redis storage (RESILIENCE_CIRCUIT_STORAGE_URI) what is listed and changed
+    is shared by every worker and instance; with memory storage each process has
+    its own breakers, this command's included, so it can change none of a
+    running server's: use POST <health prefix>/breakers/NAME/open|close|reset.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    states = circuit.breaker_states()
+    if as_json:
+        click.echo(json.dumps(states, indent=2))
+        return
+    if not states:
+        click.echo("No circuit breaker is defined in this app.")
+        return
+    width = max(len(name) for name in states)
+    for name, entry in states.items():
+        state, storage = entry["state"], entry["storage"]
+        click.echo(f"{name:<{width}}  {state:<13}  {storage:<6}  {_window(entry)}")
+    if get_state().get(circuit.Breakers).link is None:
+        click.echo("Memory storage: these are this command's own breakers, not a server's.")
+
+
+def _window(entry: dict[str, Any]) -> str:
+    parts = [f"{entry['calls']} calls"]
+    if entry["failure_rate"] is not None:
+        parts.append(f"{entry['failure_rate']:g}% failed")
+    if entry["slow_call_duration"] is not None and entry["slow_call_rate"] is not None:
+        parts.append(f"{entry['slow_call_rate']:g}% slow")
+    if entry["retry_after"] is not None:
+        parts.append(f"trial in {entry['retry_after']:.0f} s")
+    return ", ".join(parts)
+
+
+def _breaker_command(action: str, summary: str) -> None:
+    @breakers_group.command(action, help=summary)
+    @click.argument("name")
+    @with_appcontext
+    def command(name: str) -> None:
+        if get_state().get(circuit.Breakers).link is None:
+            raise click.ClickException(
+                "RESILIENCE_CIRCUIT_STORAGE_URI is not set: each process has its own"
+                " breakers, so this command would change its own only. Use"
+                f" POST <health prefix>/breakers/{name}/{action} on the server instead."
+            )
+        if name not in circuit.defined_names():
+            known = ", ".join(circuit.defined_names()) or "none"
+            raise click.ClickException(f"No circuit breaker is called {name!r} (known: {known}).")
+        try:
+            entry = circuit.control(name, action)
+        except circuit.BreakerNotShared as error:
+            raise click.ClickException(str(error.description)) from None
+        click.echo(f"{name}: {entry['state']} for every worker and instance.")
+
+
+_breaker_command("open", "Force the breaker NAME open for every process: it refuses every call.")
+_breaker_command(
+    "close", "Force the breaker NAME closed for every process: every call passes, unrecorded."
+)
+_breaker_command("reset", "Close the breaker NAME with an empty window; releases a forced state.")
 
 
 def _get(

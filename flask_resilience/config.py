@@ -527,6 +527,12 @@ class Settings:
         check_storage_uri,
         "Redis that keeps circuit breaker state for every worker; None keeps it per process.",
     )
+    circuit_sync_interval: float = setting(
+        0.5,
+        check_number(),
+        "With Redis storage, the longest a process goes on a breaker's state before"
+        " reading it again while it is called.",
+    )
     circuit_fail_max: int = setting(
         5,
         check_number(minimum=1, integer=True),

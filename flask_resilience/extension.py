@@ -27,6 +27,7 @@ from . import (
     problems,
     retry,
     shedding,
+    signals,
     startup,
     uploads,
 )
@@ -64,6 +65,9 @@ class Resilience:
 
     access_refused = guards.access_refused
     """Signal sent before a guard answers 401 or 403 (see ``flask_resilience.guards``)."""
+
+    breaker_state_changed = signals.breaker_state_changed
+    """Signal sent once per circuit breaker transition (see ``flask_resilience.signals``)."""
 
     def __init__(
         self,
@@ -347,16 +351,36 @@ class Resilience:
         return guards.has_permission(name)
 
     def circuit_breakers(self) -> dict[str, dict[str, Any]]:
-        """Every circuit breaker's state and counters, as the current app sees them.
+        """Every circuit breaker's state, window and settings, as the current app sees them.
 
-        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"`` or
-        ``"half-open"``), ``fail_counter``, ``fail_max``, ``reset_timeout``,
-        ``opened_at`` (a Unix time, or ``None``) and ``storage`` (``"redis"``, or
-        ``"memory"`` when the state is per process, by configuration or because
-        Redis is unreachable). Needs an app context.
+        Keyed by breaker name; each entry has ``state`` (``"closed"``, ``"open"``,
+        ``"half-open"``, ``"forced-open"`` or ``"forced-closed"``), ``storage``
+        (``"redis"``, or ``"memory"`` when the state is per process, by
+        configuration or because Redis is unreachable), this process's window
+        (``calls``, ``failure_rate``, ``slow_call_rate`` in percent or ``None``,
+        ``consecutive_failures``), ``opened_at`` (a Unix time, or ``None``),
+        ``retry_after`` (seconds until a trial, while open) and the breaker's
+        settings. Needs an app context.
         """
         get_state()
         return circuit.breaker_states()
+
+    def breaker(self, name: str) -> circuit.Breaker:
+        """The current app's live circuit breaker ``name``, for operators::
+
+            breaker = resilience.breaker("payments")
+            breaker.state            # "closed", "open", "half-open", "forced-open", "forced-closed"
+            breaker.force_open()     # refuse every call until reset()
+            breaker.force_closed()   # let every call through, recording nothing, until reset()
+            breaker.reset()          # closed with an empty window; releases a forced state
+
+        With Redis storage a forced state holds for every worker and instance until
+        it is released; with memory storage, in this process. Needs an app context.
+
+        :raises LookupError: no ``circuit_breaker`` has that name.
+        """
+        get_state()
+        return circuit.get_breaker(name)
 
     def bulkheads(self) -> dict[str, dict[str, Any]]:
         """Every bulkhead's limit and use in this process, for the current app.

@@ -87,6 +87,11 @@ class ResilienceState:
     alert_callbacks: list[Callable[[Any], Any]] = field(default_factory=list)
     # A part's state for detailed health and ``flask resilience status``, by name.
     detail_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # What an operator may change at run time, by the same names: called with a
+    # target and an action (``controls["circuit_breakers"]("payments", "open")``),
+    # it answers what to show; LookupError for an unknown target, ValueError for
+    # an unknown action.
+    controls: dict[str, Callable[[str, str], Any]] = field(default_factory=dict)
     own_cleanups: list[OwnCleanup] = field(default_factory=list)
     finish_hooks: list[FinishHook] = field(default_factory=list)
     # Set by the guards: whether the request's user holds a permission, through the
@@ -136,7 +141,10 @@ def find_state() -> ResilienceState | None:
     """The current app's state; ``None`` outside an app context or in an app without it."""
     if not has_app_context():
         return None
-    state = current_app.extensions.get(EXTENSION_KEY)
+    # The app itself, not the proxy: an attribute read through ``current_app`` costs a
+    # microsecond, and the decorators ask on every call.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get(EXTENSION_KEY)
     return state if isinstance(state, ResilienceState) else None
 
 

@@ -4,7 +4,9 @@
 ``/health/group/<name>`` are public and answer in the format of the IETF health
 check draft (``application/health+json``): no check's output, no address, no
 null member, times in ISO 8601. The others show internals and need the bearer
-token or the health permission.
+token or the health permission, as do the operator's switches (``POST
+/monitoring/start|stop``, ``POST /availability``, ``POST
+/breakers/<name>/open|close|reset``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import tracemalloc
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
@@ -38,6 +40,8 @@ from .shared import (
 from .system import disk_usage, memory_usage, process_metrics
 
 blueprint = Blueprint("resilience_health", __name__)
+
+P = ParamSpec("P")
 
 HEALTH_JSON = "application/health+json"
 
@@ -64,6 +68,12 @@ class AvailabilityInvalid(ProblemError, BadRequest):
     """A ``POST /health/availability`` whose body does not say a state to take."""
 
     kind = "health-availability-invalid"
+
+
+class HealthNotFound(ProblemError, NotFound):
+    """What a protected health endpoint was asked to change does not exist."""
+
+    kind = "health-target-unknown"
 
 
 def _state() -> ResilienceState:
@@ -283,16 +293,16 @@ def require_access() -> None:
     raise HealthUnauthorized(detail, headers={"WWW-Authenticate": 'Bearer realm="health"'})
 
 
-def protected(view: Callable[[], Response]) -> Callable[[], Response]:
+def protected(view: Callable[P, Response]) -> Callable[P, Response]:
     """Check access in the view itself, so that the public probes pay nothing for it.
 
     OPTIONS never reaches the view: Flask answers it.
     """
 
     @functools.wraps(view)
-    def guarded() -> Response:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
         require_access()
-        return view()
+        return view(*args, **kwargs)
 
     return guarded
 
@@ -472,11 +482,33 @@ def availability() -> Response:
     return Response(json.dumps(body), mimetype="application/json")
 
 
+@blueprint.post("/breakers/<path:name>/<action>")
+@protected
+def breaker_switch(name: str, action: str) -> Response:
+    """Force a circuit breaker open or closed, or reset it (which releases a forced state).
+
+    Answers the breaker's state as detailed health shows it. With Redis storage
+    the change reaches every worker and instance (503 when Redis does not
+    answer: it then holds in this worker only); with memory storage, only the
+    worker that answers.
+    """
+    control = _state().controls.get("circuit_breakers")
+    if control is None:
+        raise HealthNotFound("Circuit breakers are not set up for this app.")
+    try:
+        body = control(name, action)
+    except LookupError:
+        raise HealthNotFound(f"No circuit breaker is called {name!r}.") from None
+    except ValueError:
+        raise HealthNotFound("A breaker can be opened, closed or reset.") from None
+    return Response(json.dumps(body), mimetype="application/json")
+
+
 __all__ = [
     "AvailabilityInvalid",
     "HealthForbidden",
     "HealthGroupUnknown",
+    "HealthNotFound",
     "HealthUnauthorized",
-    "answer_body",
     "blueprint",
 ]

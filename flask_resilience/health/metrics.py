@@ -29,7 +29,17 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "mark_process_dead", "multiprocess_mode"]
 
-_BREAKER_STATES = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
+# What callers meet: a breaker forced open refuses calls as an open one does, one
+# forced closed lets them through; the forced gauge tells them apart.
+_BREAKER_STATES = {
+    "closed": 0,
+    "half-open": 1,
+    "half_open": 1,
+    "open": 2,
+    "forced-open": 2,
+    "forced-closed": 0,
+}
+_FORCED_STATES = {"forced-open", "forced-closed"}
 _LEVELS = {"healthy": 0, "warning": 1, "critical": 2}
 
 
@@ -96,7 +106,14 @@ class Metrics:
         )
         self.breakers = gauge(
             "resilience_circuit_breaker_state",
-            "State of each circuit breaker: 0 closed, 1 half-open, 2 open.",
+            "State of each circuit breaker: 0 closed, 1 half-open, 2 open"
+            " (forced open: 2, forced closed: 0).",
+            ("name",),
+            "livemax",
+        )
+        self.breakers_forced = gauge(
+            "resilience_circuit_breaker_forced",
+            "1 while an operator holds a circuit breaker forced open or closed, else 0.",
             ("name",),
             "livemax",
         )
@@ -154,8 +171,9 @@ class Metrics:
             for key in ("size", "checked_out", "checked_in", "overflow"):
                 if status.get(key) is not None:
                     self.pool.labels(bind, key).set(status[key])
-        for name, state in _breaker_states(breakers).items():
+        for name, (state, forced) in _breaker_states(breakers).items():
             self.breakers.labels(name).set(state)
+            self.breakers_forced.labels(name).set(forced)
         self.alert_level.set(_LEVELS.get(level, 0))
 
     def exposition(self) -> bytes:
@@ -189,14 +207,15 @@ def _observe_all(histogram: Any, durations: list[float]) -> None:
             bucket.inc(count)
 
 
-def _breaker_states(breakers: Any) -> dict[str, int]:
-    """Breaker states from the circuit-breaker provider: ``{name: state}`` or
-    ``{name: {"state": state, ...}}``; anything else is ignored."""
-    states: dict[str, int] = {}
+def _breaker_states(breakers: Any) -> dict[str, tuple[int, int]]:
+    """``(state gauge, forced gauge)`` by name from the circuit-breaker provider:
+    ``{name: state}`` or ``{name: {"state": state, ...}}``; anything else is ignored."""
+    states: dict[str, tuple[int, int]] = {}
     if not isinstance(breakers, Mapping):
         return states
     for name, value in breakers.items():
         state = value.get("state") if isinstance(value, Mapping) else value
         if isinstance(state, str) and state.lower() in _BREAKER_STATES:
-            states[str(name)] = _BREAKER_STATES[state.lower()]
+            forced = int(state.lower() in _FORCED_STATES)
+            states[str(name)] = (_BREAKER_STATES[state.lower()], forced)
     return states

@@ -60,7 +60,7 @@ def test_half_opens_after_the_reset_timeout_then_closes_on_success() -> None:
     time.sleep(0.25)
     flaky.failing = False
     assert guarded("back") == "back"
-    assert get_breaker(name).current_state == "closed"
+    assert get_breaker(name).state == "closed"
 
 
 def test_a_failed_trial_opens_the_breaker_again() -> None:
@@ -79,14 +79,14 @@ def test_a_failed_trial_opens_the_breaker_again() -> None:
     assert flaky.calls == 3
 
 
-@pytest.mark.parametrize("trial_calls", [1, 2])
-def test_half_open_lets_only_trial_calls_through_at_once(trial_calls: int) -> None:
+@pytest.mark.parametrize("half_open_calls", [1, 2])
+def test_half_open_lets_only_half_open_calls_through_at_once(half_open_calls: int) -> None:
     name = unique("bounded")
     release = threading.Event()
     started = threading.Semaphore(0)
     state = {"failing": True}
 
-    @circuit_breaker(name, fail_max=1, reset_timeout=0.2, trial_calls=trial_calls)
+    @circuit_breaker(name, fail_max=1, reset_timeout=0.2, half_open_calls=half_open_calls)
     def dependency() -> str:
         if state["failing"]:
             raise ConnectionError
@@ -99,7 +99,7 @@ def test_half_open_lets_only_trial_calls_through_at_once(trial_calls: int) -> No
     state["failing"] = False
     time.sleep(0.25)
 
-    threads = [threading.Thread(target=dependency) for _ in range(trial_calls)]
+    threads = [threading.Thread(target=dependency) for _ in range(half_open_calls)]
     for thread in threads:
         thread.start()
     for _ in threads:
@@ -114,7 +114,7 @@ def test_half_open_lets_only_trial_calls_through_at_once(trial_calls: int) -> No
 
 
 def test_calls_through_a_closed_breaker_run_concurrently() -> None:
-    # pybreaker's own call() holds a lock for the whole call: one at a time.
+    # A lock held for the whole call would let one call at a time through.
     both_inside = threading.Barrier(2, timeout=5)
     errors: list[BaseException] = []
 
@@ -161,7 +161,7 @@ def test_client_errors_and_excluded_exceptions_are_not_failures() -> None:
     for expected in (NotFound, KeyError, NotFound, KeyError):
         with pytest.raises(expected):
             lookup()
-    assert get_breaker(name).current_state == "closed"
+    assert get_breaker(name).state == "closed"
 
 
 def test_keyboard_interrupt_propagates_without_counting_and_frees_the_trial() -> None:
@@ -180,9 +180,9 @@ def test_keyboard_interrupt_propagates_without_counting_and_frees_the_trial() ->
     time.sleep(0.25)
     with pytest.raises(KeyboardInterrupt):
         dependency()
-    assert get_breaker(name).current_state == "half-open"
+    assert get_breaker(name).state == "half-open"
     assert dependency() == "ok"  # the interrupted trial gave its place back
-    assert get_breaker(name).current_state == "closed"
+    assert get_breaker(name).state == "closed"
 
 
 def test_async_functions_get_an_async_guard() -> None:
@@ -284,11 +284,21 @@ def test_defaults_come_from_the_app_config_and_breakers_are_listed() -> None:
         entry = resilience.circuit_breakers()[name]
         assert entry == {
             "state": "closed",
-            "fail_counter": 1,
+            "storage": "memory",
+            "calls": 1,
+            "failure_rate": 100.0,
+            "slow_call_rate": None,  # calls are not timed
+            "consecutive_failures": 1,
+            "opened_at": None,
+            "retry_after": None,
+            "failure_rate_threshold": 50,
+            "slow_call_duration": None,
+            "slow_call_rate_threshold": 100,
+            "minimum_calls": 10,
+            "window_size": 20,
             "fail_max": 2,
             "reset_timeout": 7,
-            "opened_at": None,
-            "storage": "memory",
+            "half_open_calls": 1,
         }
         with pytest.raises(ConnectionError):
             guarded()
@@ -297,8 +307,8 @@ def test_defaults_come_from_the_app_config_and_breakers_are_listed() -> None:
         assert abs(entry["opened_at"] - time.time()) < 5
 
     # Outside an app: a per-process breaker with the built-in defaults.
-    assert get_breaker(name).fail_max == 5
-    assert get_breaker(name).current_state == "closed"
+    assert get_breaker(name).policy.fail_max == 5
+    assert get_breaker(name).state == "closed"
 
 
 def test_functions_naming_one_breaker_share_it() -> None:
@@ -318,7 +328,7 @@ def test_functions_naming_one_breaker_share_it() -> None:
     [
         ({"fail_max": 0}, ValueError),
         ({"reset_timeout": -1}, ValueError),
-        ({"trial_calls": 0}, ValueError),
+        ({"half_open_calls": 0}, ValueError),
         ({"exclude": (KeyboardInterrupt,)}, TypeError),
     ],
 )
@@ -385,9 +395,10 @@ def test_failures_that_finish_after_the_breaker_opened_do_not_reopen_it() -> Non
         thread.join()
     breaker = get_breaker(name)
     assert order == ["early", "late"]
-    assert breaker.current_state == "open"
-    assert breaker.fail_counter == 2
-    assert 59 <= breaker.seconds_until_trial() <= 60
+    assert breaker.state == "open"
+    snapshot = breaker.snapshot()
+    assert snapshot["consecutive_failures"] == 1  # the late failure is not counted
+    assert 59 <= snapshot["retry_after"] <= 60
 
 
 def test_an_interrupted_call_in_a_closed_breaker_counts_for_nothing() -> None:
@@ -399,5 +410,6 @@ def test_an_interrupted_call_in_a_closed_breaker_counts_for_nothing() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         dependency()
-    assert get_breaker(name).current_state == "closed"
-    assert get_breaker(name).fail_counter == 0
+    assert get_breaker(name).state == "closed"
+    assert get_breaker(name).snapshot()["consecutive_failures"] == 0
+    assert get_breaker(name).snapshot()["calls"] == 0

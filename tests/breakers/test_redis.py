@@ -15,8 +15,8 @@ import redis as redis_lib
 from flask import Flask
 
 from flask_resilience import CircuitOpen, circuit_breaker
-from flask_resilience import circuit as circuit_module
 from flask_resilience.circuit import Breakers, breaker_states
+from flask_resilience.circuit import shared as circuit_shared
 from flask_resilience.state import get_state
 from tests.breakers.helpers import Flaky, resilient_app, unique
 from tests.support.servers import RedisServer
@@ -42,13 +42,18 @@ def test_a_flapping_dependency_opens_half_opens_and_closes_one_breaker_for_two_a
     flaky = Flaky()
     guarded = circuit_breaker(name, fail_max=3, reset_timeout=0.2)(flaky)
 
-    for app in (first, second, first):  # failures from both apps add up
+    with pytest.raises(ConnectionError):
+        call_in(second, guarded)
+    for _ in range(2):  # each keeps its own window: the first app's failures open it
         with pytest.raises(ConnectionError):
-            call_in(app, guarded)
+            call_in(first, guarded)
+    assert breakers(second)[name]["state"] == "closed"
+    with pytest.raises(ConnectionError):
+        call_in(first, guarded)
     assert breakers(second)[name]["state"] == "open"
     with pytest.raises(CircuitOpen):
         call_in(second, guarded)  # opened by the first app's call
-    assert flaky.calls == 3
+    assert flaky.calls == 4
 
     time.sleep(0.25)
     with pytest.raises(ConnectionError):  # the trial, from the second app, fails
@@ -62,7 +67,7 @@ def test_a_flapping_dependency_opens_half_opens_and_closes_one_breaker_for_two_a
     for app in (first, second):
         entry = breakers(app)[name]
         assert entry["state"] == "closed"
-        assert entry["fail_counter"] == 0
+        assert entry["consecutive_failures"] == 0
         assert entry["storage"] == "redis"
     assert call_in(second, guarded) == "ok"
 
@@ -175,7 +180,7 @@ def test_a_trial_lost_with_a_killed_worker_is_given_back_after_its_lease(redis_u
 def test_redis_killed_while_a_breaker_is_in_use(
     redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(circuit_module, "_RETRY_REDIS_AFTER", (0.2, 0.4))
+    monkeypatch.setattr(circuit_shared, "_RETRY_REDIS_AFTER", (0.2, 0.4))
     app = resilient_app(RESILIENCE_CIRCUIT_STORAGE_URI=redis.url)
     name = unique("redis-dies")
     flaky = Flaky()
