@@ -139,6 +139,8 @@ def breaker_states() -> dict[str, dict[str, Any]]:
 class BreakerNotShared(ProblemError, ServiceUnavailable):
     """An operator's change reached this process only: the shared storage did not answer."""
 
+    kind = "breaker-change-not-shared"
+
 
 ACTIONS: dict[str, Callable[[Breaker], None]] = {
     "open": Breaker.force_open,
