@@ -5,7 +5,7 @@ gunicorn -c example_app/gunicorn.conf.py 'example_app:create_app()'
 
 # Readiness turns 503 on SIGTERM, cleanups run as each worker exits, and the
 # in-memory rate-limit warning knows how many workers there are.
-from flask_resilience.gunicorn import on_exit, post_fork, worker_exit  # noqa: F401
+from flask_resilience.gunicorn import child_exit, on_exit, post_fork, worker_exit  # noqa: F401
 
 # Each worker runs the startup checks as it builds its app (VALIDATE_ON_STARTUP): when
 # one fails, say the database cannot be reached, the worker does not boot and

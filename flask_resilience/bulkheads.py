@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from flask import Flask, has_request_context, request
 from werkzeug.exceptions import ServiceUnavailable
 
+from . import signals
 from .errors import ProblemError
 from .log import ExtensionLogger
 from .state import ResilienceState, current_settings, find_state
@@ -90,6 +91,7 @@ class Bulkhead:
                 self.in_use += 1
                 return
             self.rejected += 1
+        signals.send(signals.bulkhead_rejected, name=self.name)
         # INFO: in a view the 503 is logged as well; ``rejected`` keeps the count.
         logger.info(
             "Bulkhead %r is full (%d concurrent calls); call refused.",

@@ -123,6 +123,7 @@ def _answer_failure(
     if answer is None:
         answer = default_exceptions.get(status, InternalServerError)()
     log.log_error(error, answer.code or status)
+    problems.count_answer(answer)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=error)
     if fallback is None:

@@ -84,15 +84,44 @@ class ProblemError(HTTPException):
 
 
 class DatabaseUnavailable(ProblemError, ServiceUnavailable):
-    """The database could not be reached, or no pooled connection came free in time."""
+    """The database could not be reached, or no pooled connection came free in time.
+
+    ``dependency`` says which: ``"database"``, or ``"pool"`` for no free connection.
+    """
 
     kind = "dependency-unavailable"
 
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        dependency: str = "database",
+        headers: Mapping[str, str] | None = None,
+        **members: Any,
+    ) -> None:
+        super().__init__(detail, headers=headers, **members)
+        self.dependency = dependency
+
 
 class RequestDeadlineExceeded(ProblemError, GatewayTimeout):
-    """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``)."""
+    """The request ran out of its time budget (``RESILIENCE_REQUEST_TIMEOUT``).
+
+    ``where`` says what was cut short: ``"database"`` (a statement), ``"outbound"``
+    (a call), ``"interrupted"`` (the request itself) or ``"request"``.
+    """
 
     kind = "deadline-exceeded"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        where: str = "request",
+        headers: Mapping[str, str] | None = None,
+        **members: Any,
+    ) -> None:
+        super().__init__(detail, headers=headers, **members)
+        self.where = where
 
 
 class Unauthenticated(ProblemError, Unauthorized):

@@ -1,6 +1,6 @@
 """Server hooks for gunicorn; a ``gunicorn.conf.py`` takes them in one line::
 
-    from flask_resilience.gunicorn import on_exit, post_fork, worker_exit
+    from flask_resilience.gunicorn import child_exit, on_exit, post_fork, worker_exit
 
 gunicorn handles SIGTERM itself: the master passes it on to each worker, which
 stops accepting connections and lets its requests in flight finish within
@@ -8,11 +8,15 @@ stops accepting connections and lets its requests in flight finish within
 
 * ``post_fork``: tells the app how many workers there are (in-memory rate limits
   are per process) and whether this one replaces another in a running server (its
-  startup checks then never stop the server); when the worker gets SIGTERM, turns
+  startup checks then never stop the server), and drops the master's gauges from the
+  metrics (it made them when it imported the app with ``preload_app``, and serves
+  no request); when the worker gets SIGTERM, turns
   readiness to 503 at once and ends the worker if it is still busy
   ``RESILIENCE_SHUTDOWN_TIMEOUT`` later;
 * ``worker_exit``: closes the worker's copy of the listening sockets, then runs the
   app's cleanups once the worker's requests are done;
+* ``child_exit``: in the master, drops a dead worker's live gauges from the
+  metrics (``PROMETHEUS_MULTIPROC_DIR``);
 * ``on_exit``: runs the master's, for apps loaded there with ``preload_app``.
 
 Keep gunicorn's ``graceful_timeout`` at least ``RESILIENCE_SHUTDOWN_TIMEOUT``, so
@@ -26,8 +30,9 @@ from types import FrameType
 from typing import Any
 
 from . import lifecycle, server
+from .health.metrics import mark_process_dead
 
-__all__ = ["on_exit", "post_fork", "worker_exit"]
+__all__ = ["child_exit", "on_exit", "post_fork", "worker_exit"]
 
 
 def post_fork(arbiter: Any, worker: Any) -> None:
@@ -36,6 +41,9 @@ def post_fork(arbiter: Any, worker: Any) -> None:
     # gunicorn counts the workers it forks: the server's first ones are 1 to --workers.
     replacement = int(getattr(worker, "age", 0)) > workers
     server.record_gunicorn_workers(workers, replacement=replacement)
+    # With preload_app the master made the app's gauges when it imported it; it
+    # serves no request, so they must not stand in the scrapes beside the workers'.
+    mark_process_dead(int(arbiter.pid))
     handle_exit = worker.handle_exit
 
     # The worker installs ``self.handle_exit`` for SIGTERM after this hook: wrapping
@@ -62,6 +70,16 @@ def _close_listeners(worker: Any) -> None:
     for listener in getattr(worker, "sockets", None) or ():
         with contextlib.suppress(OSError):
             listener.close()
+
+
+def child_exit(arbiter: Any, worker: Any) -> None:
+    """In the master, when a worker has exited: its live gauges leave the metrics.
+
+    With ``PROMETHEUS_MULTIPROC_DIR``, a dead worker's gauges (memory, threads,
+    pools) would otherwise stay in every scrape; its counters are kept, as
+    Prometheus wants.
+    """
+    mark_process_dead(int(worker.pid))
 
 
 def on_exit(arbiter: Any) -> None:

@@ -39,7 +39,7 @@ from flask import Flask, has_request_context
 
 from . import server
 from .log import ExtensionLogger
-from .state import DEFAULT_CLEANUP_TIMEOUT, ResilienceState, get_state
+from .state import DEFAULT_CLEANUP_TIMEOUT, OwnCleanup, ResilienceState, get_state
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -82,6 +82,8 @@ class Lifecycle:
 
     :param draining: the app's ``state.draining`` event, which readiness honours.
     :param shared: cleanups registered on the extension, shared by its apps.
+    :param own: the app's ``state.own_cleanups``, read at shutdown: parts set up
+        after this one add theirs too.
     :param timeout: ``RESILIENCE_SHUTDOWN_TIMEOUT``.
     :param log: the app's logger: a shutdown runs outside any app context.
     """
@@ -92,8 +94,14 @@ class Lifecycle:
         shared: list[Cleanup],
         timeout: float,
         log: ExtensionLogger = logger,
+        own: list[OwnCleanup] | None = None,
     ) -> None:
         self.draining = draining
+        self._own = own if own is not None else []
+        self._adopted = 0
+        # Reentrant: a SIGTERM handler may read the cleanups while the thread it
+        # interrupted is reading them.
+        self._adopting = threading.RLock()
         self.timeout = timeout
         self.log = log
         self.cleanups: list[Cleanup] = []
@@ -163,6 +171,11 @@ class Lifecycle:
         self.finished.set()
 
     def _pending(self) -> list[Cleanup]:
+        with self._adopting:
+            while self._adopted < len(self._own):
+                own = self._own[self._adopted]
+                self._adopted += 1
+                self.add_cleanup(own.function, timeout=own.timeout, name=own.name)
         return sorted(
             (cleanup for cleanup in [*self.cleanups, *self._shared] if not cleanup.claimed),
             key=lambda cleanup: cleanup.order,
@@ -189,13 +202,17 @@ def init_app(app: Flask, state: ResilienceState, shared: list[Cleanup]) -> None:
     """
     settings = state.settings
     lifecycle = state.add(
-        Lifecycle(state.draining, shared, settings.shutdown_timeout, logger.bound_to(app))
+        Lifecycle(
+            state.draining,
+            shared,
+            settings.shutdown_timeout,
+            logger.bound_to(app),
+            own=state.own_cleanups,
+        )
     )
     state.path.add_layer("in_flight", lifecycle.track_requests)
     if state.db is not None:
         state.add_cleanup(partial(_dispose_engines, app, state.db), name="database pools")
-    for own in state.own_cleanups:
-        lifecycle.add_cleanup(own.function, timeout=own.timeout, name=own.name)
     # A test suite's process is not a server: SIGTERM must end it the way it always did.
     register(lifecycle, handle_sigterm=settings.handle_sigterm and not app.testing)
 

@@ -36,7 +36,7 @@ from flask_limiter.constants import ConfigVars
 from limits.storage import MemoryStorage, Storage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import problems, server
+from . import problems, server, signals
 from .errors import RateLimited, warn
 from .log import ExtensionLogger, hide_password
 from .state import EXTENSION_KEY, HealthCheck, ResilienceState
@@ -110,7 +110,7 @@ def init_app(app: Flask, state: ResilienceState, limiter: Limiter) -> None:
             app.after_request(partial(add_ietf_headers, limiter))
         before = list(app.before_request_funcs.get(None, ()))
         limiter.init_app(app)
-        _move_to_gate(app, state, before)
+        _move_to_gate(app, state, limiter, before)
     state.add(Limits(limiter))
     if not limiter.enabled:
         return
@@ -140,13 +140,29 @@ def limiter_of(app: Flask) -> Limiter | None:
     return part.limiter if part is not None else None
 
 
-def _move_to_gate(app: Flask, state: ResilienceState, before: list[Callable[[], Any]]) -> None:
+def _move_to_gate(
+    app: Flask, state: ResilienceState, limiter: Limiter, before: list[Callable[[], Any]]
+) -> None:
     """Take the hooks ``limiter.init_app`` just added and run them in the gate instead."""
     functions = app.before_request_funcs.get(None, [])
     added = [function for function in functions if function not in before]
     app.before_request_funcs[None] = [function for function in functions if function in before]
     for gate in added:
-        state.path.add_gate(gate)
+        state.path.add_gate(_counting_outages(gate, limiter))
+
+
+def _counting_outages(check: Callable[[], Any], limiter: Limiter) -> Callable[[], Any]:
+    """Flask-Limiter's check, and a dependency unavailable counted for each request it
+    counts in memory because the storage is down."""
+
+    def check_limits() -> Any:
+        answer = check()
+        # Flask-Limiter has no public flag for "counting in memory until the storage is back".
+        if getattr(limiter, "_storage_dead", False):
+            signals.send(signals.dependency_unavailable, dependency="limiter storage")
+        return answer
+
+    return check_limits
 
 
 def fill_defaults(config: dict[str, Any], *, legacy_headers: bool = True) -> None:
@@ -225,6 +241,7 @@ def answer_breach(breached: RequestLimit) -> Response:
     ``app.errorhandler(429)`` still sees the exception it expects.
     """
     limit = str(breached.limit)
+    signals.send(signals.rate_limited, limit=limit)
     retry_after = _seconds_until_reset(breached)
     error = RateLimited(
         f"Too many requests: the limit is {limit}. Try again in {retry_after} seconds.",

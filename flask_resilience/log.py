@@ -200,6 +200,7 @@ class RequestState:
     request_id: str
     started: float
     logged: bool = False
+    counted: bool = False  # its failure was told to the signals (problems.count_answer)
 
 
 def request_state() -> RequestState:

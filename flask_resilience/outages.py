@@ -39,19 +39,23 @@ def classify_database_error(
 ) -> DatabaseUnavailable | RequestDeadlineExceeded | None:
     """The answer a database outage deserves, or ``None`` when the error is a bug."""
     if isinstance(error, sa.exc.TimeoutError):
-        return _unavailable("No database connection came free in time. Try again shortly.")
+        return _unavailable(
+            "No database connection came free in time. Try again shortly.", dependency="pool"
+        )
     if not isinstance(error, sa.exc.DBAPIError):
         return None
     if _was_cancelled(error.orig):
-        return RequestDeadlineExceeded("The request took longer than its time limit.")
+        return RequestDeadlineExceeded(
+            "The request took longer than its time limit.", where="database"
+        )
     if error.connection_invalidated or _is_connection_failure(error):
         return _unavailable("The database is unavailable. Try again shortly.")
     return None
 
 
-def _unavailable(detail: str) -> DatabaseUnavailable:
+def _unavailable(detail: str, dependency: str = "database") -> DatabaseUnavailable:
     retry_after = str(get_state(current_app).settings.database_retry_after)
-    return DatabaseUnavailable(detail, headers={"Retry-After": retry_after})
+    return DatabaseUnavailable(detail, dependency=dependency, headers={"Retry-After": retry_after})
 
 
 def _is_connection_failure(error: sa.exc.DBAPIError) -> bool:

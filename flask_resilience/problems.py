@@ -29,8 +29,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.sansio.response import Response as ResponseBase
 
-from . import log
-from .errors import ProblemError
+from . import log, signals
+from .errors import DatabaseUnavailable, ProblemError, RequestDeadlineExceeded
 from .outages import classify_database_error
 from .state import ResilienceState, get_state
 
@@ -85,6 +85,7 @@ def answer_outage(error: Exception) -> ResponseReturnValue:
     assert answer is not None  # the fallback is only chosen for outages
     answer.__cause__ = error
     log.log_error(error, answer.code or 503, outage=True)
+    count_answer(answer)
     return current_app.handle_http_exception(answer)
 
 
@@ -102,9 +103,26 @@ def handle_http_exception(error: HTTPException) -> ResponseBase:
         log.mark_logged()
         error = classify_database_error(original) or error
     log.log_error(error, error.code or 500, message=_log_message(error, original))
+    count_answer(error)
     if error.response is not None:
         return error.response
     return problem_response(error, original)
+
+
+def count_answer(error: BaseException) -> None:
+    """Tell the signals (metrics, traces) what a failed request was answered, once.
+
+    A database or pool outage is a dependency unavailable; a 504 a deadline
+    exceeded, with where it was cut short.
+    """
+    state = log.request_state()
+    if state.counted:
+        return
+    state.counted = True
+    if isinstance(error, DatabaseUnavailable):
+        signals.send(signals.dependency_unavailable, dependency=error.dependency)
+    elif isinstance(error, RequestDeadlineExceeded):
+        signals.send(signals.deadline_exceeded, where=error.where)
 
 
 def problem_response(error: HTTPException, original: BaseException | None = None) -> Response:

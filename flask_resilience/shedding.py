@@ -23,6 +23,7 @@ from typing import NoReturn
 from flask import Flask, request
 from werkzeug.exceptions import ServiceUnavailable
 
+from . import signals
 from .errors import ProblemError
 from .pipeline import Refusal
 from .state import ResilienceState
@@ -83,6 +84,7 @@ def init_app(app: Flask, state: ResilienceState) -> None:
             return None
 
         def refuse() -> NoReturn:
+            signals.send(signals.request_shed, waited=waited)
             raise Overloaded(
                 f"The server is overloaded: this request waited {waited:.1f} s to be served."
                 f" Try again in {RETRY_AFTER} s.",

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from flask import current_app, has_app_context
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
+from .. import signals
 from ..errors import ProblemError
 from ..log import ExtensionLogger
 from ..signals import breaker_state_changed
@@ -68,6 +69,8 @@ class CircuitOpen(ProblemError, ServiceUnavailable):
         self.breaker = breaker
         self.state = state
         self.retry_after = seconds  # Werkzeug's attribute: whole seconds
+        # Made only to refuse a call, wherever the refusal is decided: counted here.
+        signals.send(signals.dependency_unavailable, dependency="breaker", name=breaker)
 
 
 @dataclass(frozen=True)

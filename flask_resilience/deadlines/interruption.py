@@ -36,6 +36,7 @@ from flask import Flask
 from ..errors import RequestDeadlineExceeded
 from ..log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger, mark_logged
 from ..pipeline import Layer
+from ..problems import count_answer
 from .watch import watch
 
 if TYPE_CHECKING:
@@ -161,8 +162,11 @@ def _answer_504(
     app: Flask, environ: WSGIEnvironment, start_response: StartResponse
 ) -> Iterable[bytes]:
     """The app's own answer to a deadline: its 504 handler, or the problem document."""
-    error = RequestDeadlineExceeded("The request took longer than its time limit.")
+    error = RequestDeadlineExceeded(
+        "The request took longer than its time limit.", where="interrupted"
+    )
     with app.request_context(environ):
         mark_logged()  # logged above, as an interruption
+        count_answer(error)
         response = app.make_response(app.handle_http_exception(error))
     return response(environ, start_response)

@@ -63,7 +63,9 @@ def enforce(current_deadline: Callable[[], float | None]) -> None:
         if deadline is None:
             return
         if deadline <= time.perf_counter():
-            raise RequestDeadlineExceeded("The request took longer than its time limit.")
+            raise RequestDeadlineExceeded(
+                "The request took longer than its time limit.", where="database"
+            )
         conn.info.pop(_CANCELLED, None)
         conn.info[_ARMED] = watch.arm(deadline, _canceller(conn))
 
@@ -72,7 +74,9 @@ def enforce(current_deadline: Callable[[], float | None]) -> None:
         # MySQL's SLEEP() and a few others end early and quietly when killed: the
         # statement was still cut short, and the request has no time left.
         if conn.info.pop(_CANCELLED, False):
-            raise RequestDeadlineExceeded("The request took longer than its time limit.")
+            raise RequestDeadlineExceeded(
+                "The request took longer than its time limit.", where="database"
+            )
 
     def statement_failed(context: sa.engine.ExceptionContext) -> None:
         if context.connection is not None:

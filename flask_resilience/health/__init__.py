@@ -19,6 +19,7 @@ from ..config import Settings
 from ..pipeline import Layer
 from ..state import HealthCheck, ResilienceState
 from . import builtin
+from . import metrics as metrics_module
 from .checks import CheckRunner, HealthResult
 from .metrics import Metrics
 from .monitor import (
@@ -78,6 +79,9 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     from .blueprint import blueprint
 
     health = state.add(_build(app, state))
+    # A worker that exits (gunicorn's max_requests, a shutdown) counts what it served
+    # since the monitor's last round, instead of leaving it in its queue.
+    state.add_cleanup(health.requests.drain, name="request metrics")
     prefix = settings.health_url_prefix
     app.register_blueprint(blueprint, url_prefix=prefix)
     if settings.tracemalloc and not tracemalloc.is_tracing():
@@ -158,6 +162,7 @@ def _build(app: Flask, state: ResilienceState) -> HealthState:
     )
     stats = RequestStats()
     metrics = Metrics()
+    metrics_module.connect(metrics, app)
 
     def count(batch: list[Counted]) -> None:
         stats.record_many(batch)
@@ -291,6 +296,7 @@ def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> S
     with app.app_context():
         engine_pools = pools(state)
         breakers = provided(state, "circuit_breakers")
+        bulkheads = provided(state, "bulkheads")
     cpu, process_cpu = health.cpu.read()
     health.requests.drain()
     window = health.stats.window(60)
@@ -313,6 +319,7 @@ def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> S
         pools=engine_pools,
         breakers=breakers,
         level=health.monitor.level,
+        bulkheads=bulkheads,
     )
     health.last_sample[:] = [sample]
     return sample

@@ -400,6 +400,7 @@ def metrics() -> Response:
         pools=pools(state),
         breakers=provided(state, "circuit_breakers"),
         level=health.monitor.level,
+        bulkheads=provided(state, "bulkheads"),
     )
     health.requests.drain()
     return Response(health.metrics.exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -13,8 +13,9 @@ are kept per ``pid`` and pool gauges summed over live workers.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -27,19 +28,11 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from .. import signals
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "mark_process_dead", "multiprocess_mode"]
 
-# What callers meet: a breaker forced open refuses calls as an open one does, one
-# forced closed lets them through; the forced gauge tells them apart.
-_BREAKER_STATES = {
-    "closed": 0,
-    "half-open": 1,
-    "half_open": 1,
-    "open": 2,
-    "forced-open": 2,
-    "forced-closed": 0,
-}
-_FORCED_STATES = {"forced-open", "forced-closed"}
+BREAKER_STATES = ("closed", "open", "half-open", "forced-open", "forced-closed")
 _LEVELS = {"healthy": 0, "warning": 1, "critical": 2}
 
 
@@ -48,9 +41,14 @@ def multiprocess_mode() -> bool:
 
 
 def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges; call it from gunicorn's ``child_exit`` hook."""
+    """Drop the live gauges of a process that serves no more requests.
+
+    gunicorn's ``child_exit`` hook calls it for a dead worker; every new worker, for
+    the master. Two workers may do it at once: a file the other removed is gone.
+    """
     if multiprocess_mode():
-        prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        with contextlib.suppress(FileNotFoundError):
+            prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -58,6 +56,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_mode()
+        self._receivers: list[Callable[..., None]] = []
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         # In multiprocess mode values go to files; a scrape builds its own registry.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -86,14 +85,20 @@ class Metrics:
         )
         self.pool = gauge(
             "resilience_db_pool_connections",
-            "Connections of each engine's pool, by bind and state (checked_out, checked_in,"
-            " overflow, size).",
+            "Connections of each engine's pool, by bind and state: checked_out (in use),"
+            " checked_in (idle) and overflow (opened above the pool's size).",
             ("bind", "state"),
             "livesum",
         )
+        self.pool_capacity = gauge(
+            "resilience_db_pool_capacity_connections",
+            "The most connections each engine's pool may hold: its size plus max_overflow.",
+            ("bind",),
+            "livesum",
+        )
         self.system = gauge(
-            "resilience_system_usage_percent",
-            "Host or container usage (cpu, memory, disk) in percent.",
+            "resilience_system_usage_ratio",
+            "Host or container usage (cpu, memory, disk), from 0 to 1.",
             ("resource",),
             "livemostrecent",
         )
@@ -106,16 +111,49 @@ class Metrics:
         )
         self.breakers = gauge(
             "resilience_circuit_breaker_state",
-            "State of each circuit breaker: 0 closed, 1 half-open, 2 open"
-            " (forced open: 2, forced closed: 0).",
-            ("name",),
+            "1 for the current state of each circuit breaker (closed, open, half-open,"
+            " forced-open, forced-closed), 0 for the others.",
+            ("name", "state"),
             "livemax",
         )
-        self.breakers_forced = gauge(
-            "resilience_circuit_breaker_forced",
-            "1 while an operator holds a circuit breaker forced open or closed, else 0.",
+        self.bulkhead_in_use = gauge(
+            "resilience_bulkhead_in_use",
+            "Calls a bulkhead lets through right now, by bulkhead.",
             ("name",),
-            "livemax",
+            "livesum",
+        )
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        self.retries = counter("resilience_retries", "Retries made, by function.", ("name",))
+        self.retry_budget_exhausted = counter(
+            "resilience_retry_budget_exhausted",
+            "Retries given up because the retry budget had no room, by function.",
+            ("name",),
+        )
+        self.breaker_transitions = counter(
+            "resilience_circuit_breaker_transitions",
+            "State changes of each circuit breaker, by the state it went to.",
+            ("name", "to"),
+        )
+        self.bulkhead_rejected = counter(
+            "resilience_bulkhead_rejected", "Calls a full bulkhead refused.", ("name",)
+        )
+        self.requests_shed = counter(
+            "resilience_requests_shed", "Requests refused for having queued too long."
+        )
+        self.deadline_exceeded = counter(
+            "resilience_deadline_exceeded",
+            "Requests answered 504 for their deadline, by what was cut short (database,"
+            " outbound, interrupted, request).",
+            ("where",),
+        )
+        self.rate_limited = counter("resilience_rate_limited", "Requests answered 429.")
+        self.dependency_unavailable = counter(
+            "resilience_dependency_unavailable",
+            "Requests that met a dependency down: database, pool, breaker, limiter storage.",
+            ("dependency",),
         )
         self.alert_level = gauge(
             "resilience_alert_level",
@@ -159,21 +197,28 @@ class Metrics:
         pools: Mapping[str, Mapping[str, Any]],
         breakers: Any,
         level: str,
+        bulkheads: Mapping[str, Any] | None = None,
     ) -> None:
         """Set every gauge from fresh readings."""
         for resource, value in system.items():
             if value is not None:
-                self.system.labels(resource).set(value)
+                self.system.labels(resource).set(value / 100)
         self.process_rss.set(process["rss_bytes"])
         self.process_threads.set(process["threads"])
         self.process_fds.set(process["open_files"])
         for bind, status in pools.items():
-            for key in ("size", "checked_out", "checked_in", "overflow"):
+            for key in ("checked_out", "checked_in", "overflow"):
                 if status.get(key) is not None:
                     self.pool.labels(bind, key).set(status[key])
-        for name, (state, forced) in _breaker_states(breakers).items():
-            self.breakers.labels(name).set(state)
-            self.breakers_forced.labels(name).set(forced)
+            size, overflow = status.get("size"), status.get("limits", {}).get("max_overflow", 0)
+            if size is not None and overflow is not None and overflow >= 0:
+                self.pool_capacity.labels(bind).set(size + overflow)
+        for name, current in _breaker_states(breakers).items():
+            for state in BREAKER_STATES:
+                self.breakers.labels(name, state).set(int(state == current))
+        for name, snapshot in (bulkheads or {}).items():
+            if isinstance(snapshot, Mapping) and isinstance(snapshot.get("in_use"), int):
+                self.bulkhead_in_use.labels(str(name)).set(snapshot["in_use"])
         self.alert_level.set(_LEVELS.get(level, 0))
 
     def exposition(self) -> bytes:
@@ -207,15 +252,48 @@ def _observe_all(histogram: Any, durations: list[float]) -> None:
             bucket.inc(count)
 
 
-def _breaker_states(breakers: Any) -> dict[str, tuple[int, int]]:
-    """``(state gauge, forced gauge)`` by name from the circuit-breaker provider:
-    ``{name: state}`` or ``{name: {"state": state, ...}}``; anything else is ignored."""
-    states: dict[str, tuple[int, int]] = {}
+def _breaker_states(breakers: Any) -> dict[str, str]:
+    """The state by name from the circuit-breaker provider: ``{name: state}`` or
+    ``{name: {"state": state, ...}}``; anything else is ignored."""
+    states: dict[str, str] = {}
     if not isinstance(breakers, Mapping):
         return states
     for name, value in breakers.items():
         state = value.get("state") if isinstance(value, Mapping) else value
-        if isinstance(state, str) and state.lower() in _BREAKER_STATES:
-            forced = int(state.lower() in _FORCED_STATES)
-            states[str(name)] = (_BREAKER_STATES[state.lower()], forced)
+        if isinstance(state, str) and state.lower().replace("_", "-") in BREAKER_STATES:
+            states[str(name)] = state.lower().replace("_", "-")
     return states
+
+
+def connect(metrics: Metrics, app: Any) -> None:
+    """Count what the parts signal for ``app`` (flask_resilience.signals)."""
+
+    def counting(signal: Any, count: Callable[..., None]) -> None:
+        def receiver(_sender: Any, **data: Any) -> None:
+            count(**data)
+
+        # Kept by the metrics, which the app's state keeps: the signal holds it weakly.
+        metrics._receivers.append(receiver)
+        signal.connect(receiver, sender=app)
+
+    counting(signals.call_retried, lambda name, **_: metrics.retries.labels(name).inc())
+    counting(
+        signals.retry_budget_exhausted,
+        lambda name, **_: metrics.retry_budget_exhausted.labels(name).inc(),
+    )
+    counting(
+        signals.breaker_state_changed,
+        lambda name, new, **_: metrics.breaker_transitions.labels(name, new).inc(),
+    )
+    counting(
+        signals.bulkhead_rejected, lambda name, **_: metrics.bulkhead_rejected.labels(name).inc()
+    )
+    counting(signals.request_shed, lambda **_: metrics.requests_shed.inc())
+    counting(
+        signals.deadline_exceeded, lambda where, **_: metrics.deadline_exceeded.labels(where).inc()
+    )
+    counting(signals.rate_limited, lambda **_: metrics.rate_limited.inc())
+    counting(
+        signals.dependency_unavailable,
+        lambda dependency, **_: metrics.dependency_unavailable.labels(dependency).inc(),
+    )

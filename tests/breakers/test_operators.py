@@ -225,9 +225,9 @@ def test_the_metrics_show_a_forced_breaker(app: Flask) -> None:
     client: FlaskClient = app.test_client()
     client.post(f"/health/breakers/{name}/open", headers=AUTH)
     text = client.get("/health/metrics", headers=AUTH).get_data(as_text=True)
-    assert f'resilience_circuit_breaker_state{{name="{name}"}} 2.0' in text
-    assert f'resilience_circuit_breaker_forced{{name="{name}"}} 1.0' in text
+    assert f'resilience_circuit_breaker_state{{name="{name}",state="forced-open"}} 1.0' in text
+    assert f'resilience_circuit_breaker_state{{name="{name}",state="open"}} 0.0' in text
     client.post(f"/health/breakers/{name}/reset", headers=AUTH)
     text = client.get("/health/metrics", headers=AUTH).get_data(as_text=True)
-    assert f'resilience_circuit_breaker_state{{name="{name}"}} 0.0' in text
-    assert f'resilience_circuit_breaker_forced{{name="{name}"}} 0.0' in text
+    assert f'resilience_circuit_breaker_state{{name="{name}",state="closed"}} 1.0' in text
+    assert f'resilience_circuit_breaker_state{{name="{name}",state="forced-open"}} 0.0' in text

@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 from flask import Flask, abort
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from flask_resilience import Resilience
 
@@ -61,3 +63,18 @@ def add_health_views(app: Flask) -> None:
     def sleep(seconds: float) -> str:
         time.sleep(seconds)
         return str(os.getpid())
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(client: FlaskClient) -> Samples:
+    """Every sample of ``/health/metrics`` by name and sorted labels."""
+    response = client.get("/health/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    values = {}
+    for family in text_string_to_metric_families(response.data.decode()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values

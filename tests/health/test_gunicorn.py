@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,8 +39,8 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
         return 0, b""
 
 
-@pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serve(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Two workers forked from a master that imported the app first (``--preload``):
     each worker starts its own monitor with its first request."""
     executable = Path(sys.executable).with_name("gunicorn")
@@ -60,6 +63,7 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
     command = [str(executable), "--workers", "2", "--bind", f"127.0.0.1:{port}"]
     command += [
         *gunicorn_options(),
+        *options,
         "--pythonpath",
         str(ROOT),
         "--graceful-timeout",
@@ -78,7 +82,7 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
         if not wait_until(lambda: call(f"{url}/health/live")[0] == 200, 30, 0.1):
             process.kill()
             pytest.fail(f"gunicorn did not start: {process.communicate(timeout=10)[1][-2000:]!r}")
-        yield url
+        yield url, process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -89,6 +93,27 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
                 process.wait(10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[str]:
+    with serve(tmp_path) as (url, _process):
+        yield url
+
+
+def scrape(url: str) -> tuple[str, dict[str, Any]]:
+    status, body = call(f"{url}/health/metrics", headers=AUTH)
+    assert status == 200
+    text = body.decode()
+    return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def served(families: dict[str, Any], endpoint: str = "sleep") -> list[float]:
+    return [
+        s.value
+        for s in families["resilience_http_requests"].samples
+        if s.name == "resilience_http_requests_total" and s.labels["endpoint"] == endpoint
+    ]
 
 
 def monitors_by_worker(url: str) -> dict[int, str]:
@@ -137,21 +162,9 @@ def test_metrics_sum_the_requests_of_both_workers(gunicorn: str) -> None:
         pids = list(pool.map(request, range(40)))
     assert len(set(pids)) == 2
 
-    def scrape() -> dict[str, Any]:
-        status, body = call(f"{gunicorn}/health/metrics", headers=AUTH)
-        assert status == 200
-        return {f.name: f for f in text_string_to_metric_families(body.decode())}
-
-    def served(families: dict[str, Any]) -> list[float]:
-        return [
-            s.value
-            for s in families["resilience_http_requests"].samples
-            if s.name == "resilience_http_requests_total" and s.labels["endpoint"] == "sleep"
-        ]
-
     # Each worker hands its counts to the shared files within one monitor interval.
-    assert wait_until(lambda: served(scrape()) == [40], INTERVAL + 5)
-    families = scrape()
+    assert wait_until(lambda: served(scrape(gunicorn)[1]) == [40], INTERVAL + 5)
+    families = scrape(gunicorn)[1]
     latency = [
         s.value
         for s in families["resilience_http_request_duration_seconds"].samples
@@ -162,3 +175,32 @@ def test_metrics_sum_the_requests_of_both_workers(gunicorn: str) -> None:
         s.labels["pid"] for s in families["resilience_process_resident_memory_bytes"].samples
     }
     assert {str(pid) for pid in pids} <= rss_pids
+
+
+def test_recycled_workers_keep_their_counts_and_leave_their_gauges(tmp_path: Path) -> None:
+    """Workers replaced after 20 requests each: every request is still counted once,
+    the process gauges are those of the live workers only, and the exposition is one
+    that Prometheus' own linter accepts."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        skip_or_fail("promtool is missing: apt install prometheus (make test installs it)")
+    hooks = str(ROOT / "tests" / "lifecycle" / "gunicorn_conf.py")
+    options = ("--config", hooks, "--worker-class", "sync", "--max-requests", "20")
+    with serve(tmp_path, *options) as (url, process):
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda _: call(f"{url}/sleep/0.01")[0], range(120)))
+        assert statuses == [200] * 120
+        assert wait_until(lambda: served(scrape(url)[1]) == [120], INTERVAL + 5)
+
+        master = psutil.Process(process.pid)
+        # Workers that just served their 20th request may still be on their way out.
+        assert wait_until(lambda: len(master.children()) == 2, 10)
+        live = {str(child.pid) for child in master.children()}
+        text, families = scrape(url)
+        for name in ("resilience_process_resident_memory_bytes", "resilience_process_threads"):
+            pids = {sample.labels["pid"] for sample in families[name].samples}
+            assert pids <= live, name
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -6,25 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from flask_resilience.health.builtin import level_status, redis_checks
 from flask_resilience.health.metrics import Metrics, _breaker_states, mark_process_dead
 from flask_resilience.health.stats import RequestLog, RequestStats
-from tests.health.apps import TOKEN, create_app
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def scrape(client: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = client.get("/health/metrics", headers=AUTH)  # type: ignore[attr-defined]
-    assert response.status_code == 200
-    assert response.mimetype == "text/plain"
-    values = {}
-    for family in text_string_to_metric_families(response.data.decode()):
-        for sample in family.samples:
-            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return values
+from tests.health.apps import TOKEN, create_app, scrape
 
 
 def test_requests_errors_and_latency_by_endpoint(tmp_path: Path) -> None:
@@ -52,7 +38,7 @@ def test_requests_errors_and_latency_by_endpoint(tmp_path: Path) -> None:
     assert values[("resilience_process_resident_memory_bytes", ())] > 0
     assert values[("resilience_process_threads", ())] >= 1
     assert values[("resilience_alert_level", ())] == 0
-    assert ("resilience_system_usage_percent", (("resource", "memory"),)) in values
+    assert 0 <= values[("resilience_system_usage_ratio", (("resource", "memory"),))] <= 1
 
 
 def test_two_apps_in_one_process_keep_their_own_registry(tmp_path: Path) -> None:
@@ -76,11 +62,24 @@ def test_breaker_and_pool_gauges(tmp_path: Path) -> None:
         "odd": 3,
     }
     values = scrape(app.test_client())
-    state = "resilience_circuit_breaker_state"
-    assert values[(state, (("name", "payments"),))] == 2
-    assert values[(state, (("name", "mail"),))] == 0
-    assert values[(state, (("name", "search"),))] == 1
-    assert (state, (("name", "odd"),)) not in values
+
+    def states(name: str) -> dict[str, float]:
+        return {
+            dict(labels)["state"]: value
+            for (metric, labels), value in values.items()
+            if metric == "resilience_circuit_breaker_state" and dict(labels)["name"] == name
+        }
+
+    assert states("payments") == {
+        "closed": 0,
+        "open": 1,
+        "half-open": 0,
+        "forced-open": 0,
+        "forced-closed": 0,
+    }
+    assert states("mail")["closed"] == 1 and sum(states("mail").values()) == 1
+    assert states("search")["half-open"] == 1 and sum(states("search").values()) == 1
+    assert states("odd") == {}
     assert _breaker_states(["not", "a", "mapping"]) == {}
 
 
@@ -150,11 +149,16 @@ def test_open_circuit_breakers_show_in_detailed_health_and_metrics(tmp_path: Pat
     with app.app_context(), pytest.raises(ConnectionError):
         pay()
     client = app.test_client()
-    detailed = client.get("/health/detailed", headers=AUTH).get_json(force=True)
+    detailed = client.get(
+        "/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).get_json(force=True)
     assert detailed["circuit_breakers"]["health-test-payments"]["state"] == "open"
     assert "bulkheads" in detailed
     values = scrape(client)
-    assert values[("resilience_circuit_breaker_state", (("name", "health-test-payments"),))] == 2
+    open_state = (("name", "health-test-payments"), ("state", "open"))
+    assert values[("resilience_circuit_breaker_state", open_state)] == 1
+    opened = (("name", "health-test-payments"), ("to", "open"))
+    assert values[("resilience_circuit_breaker_transitions_total", opened)] == 1
 
 
 def test_the_request_log_counts_later_and_drains_when_full() -> None:
