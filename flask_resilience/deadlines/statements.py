@@ -100,5 +100,3 @@ def _killer(url: sa.engine.URL) -> Engine:
     if engine is None:
         engine = _killers[key] = sa.create_engine(url, poolclass=NullPool)
     return engine
-
-
