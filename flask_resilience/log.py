@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .state import ResilienceState
+    from .tracecontext import Trace
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -200,6 +201,8 @@ class RequestState:
     request_id: str
     started: float
     logged: bool = False
+    # The trace its outbound calls carry on (flask_resilience.tracecontext), made on first need.
+    trace: Trace | None = None
 
 
 def request_state() -> RequestState:

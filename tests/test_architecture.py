@@ -13,7 +13,17 @@ import flask_resilience
 
 PACKAGE = Path(flask_resilience.__file__).parent
 # Modules every part may use: they import no part themselves.
-SHARED = {"errors", "config", "log", "pipeline", "state", "server", "outages", "problems"}
+SHARED = {
+    "errors",
+    "config",
+    "log",
+    "pipeline",
+    "state",
+    "server",
+    "outages",
+    "problems",
+    "tracecontext",
+}
 # The top: they wire or check every part, and no part imports them.
 TOP = {"__init__", "extension", "cli", "startup", "gunicorn"}
 
