@@ -14,8 +14,8 @@ gRPC's retry throttling do. Its model, for each name of ``retry_on_failure``:
   a second at a time (a sliding window of ten one-second slots).
 
 A retry the budget has no room for is not made: the error is raised at once,
-and logged once per streak of refusals. ``RESILIENCE_RETRY_BUDGET = None`` turns
-budgets off.
+and logged once per streak of refusals (a streak ends after a window without
+one). ``RESILIENCE_RETRY_BUDGET = None`` turns budgets off.
 
 With ``RESILIENCE_CIRCUIT_STORAGE_URI`` the budget is shared by every process:
 each keeps counting its calls in memory and adds them to Redis once a second
@@ -27,6 +27,7 @@ process decides on its own counts, and tries Redis again after 1 s, 2, 4 … 30 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -160,7 +161,7 @@ class RetryBudget:
         self._calls = [0] * WINDOW
         self._retries = [0] * WINDOW
         self._stored = [0] * WINDOW  # calls of each slot already added to Redis
-        self._spent = False  # in a streak of refused retries
+        self._refused_at = -math.inf  # the last refused retry's time: a streak ends a window on
 
     def deposit(self) -> None:
         """Count one call."""
@@ -246,21 +247,22 @@ class RetryBudget:
         return pending
 
     def _note(self, allowed: bool) -> None:
+        """Log the first refusal of a streak: refusals with less than a window between them."""
         if allowed:
-            if self._spent:
-                self._spent = False
-                logger.info("The retry budget of %s has room again.", self.name)
-        elif not self._spent:
-            self._spent = True
-            calls, retries = self.counts()
-            logger.warning(
-                "The retry budget of %s is spent (%d retries for %d calls in this process"
-                " over %d s); its errors are raised without a retry until it has room.",
-                self.name,
-                retries,
-                calls,
-                WINDOW,
-            )
+            return
+        now = time.monotonic()
+        refused_before, self._refused_at = self._refused_at, now
+        if now - refused_before < WINDOW:
+            return
+        calls, retries = self.counts()
+        logger.warning(
+            "The retry budget of %s is spent (%d retries for %d calls in this process"
+            " over %d s): its errors are raised without a retry until it has room.",
+            self.name,
+            retries,
+            calls,
+            WINDOW,
+        )
 
 
 class RetryBudgets:
