@@ -20,6 +20,7 @@ from bench.table import Row, render
 MODULES = (
     "bench.peers",
     "bench.breakers",
+    "bench.outbound",
     "bench.uploads",
     "bench.guards",
     "bench.health",

@@ -15,11 +15,16 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from flask import has_request_context, request
+from flask.globals import _cv_request
 
-from .log import current_request_id, request_state
-from .state import current_settings
+from .config import DEFAULT_SETTINGS
+from .log import ENVIRON_STATE, RequestState, request_state
+from .state import EXTENSION_KEY, ResilienceState
+
+if TYPE_CHECKING:
+    from flask import Request
 
 TRACEPARENT = "traceparent"
 SAMPLED = "01"
@@ -82,17 +87,23 @@ def new_span_id() -> str:
 
 def current_trace() -> Trace | None:
     """The current request's trace, worked out on first use; ``None`` outside a request."""
-    if not has_request_context():
-        return None
-    state = request_state()
+    context = _cv_request.get(None)
+    return None if context is None else _trace_of(context.request, _state_of(context.request))
+
+
+def _state_of(incoming: Request) -> RequestState:
+    state: RequestState | None = incoming.environ.get(ENVIRON_STATE)
+    return request_state() if state is None else state
+
+
+def _trace_of(incoming: Request, state: RequestState) -> Trace:
     trace = state.trace
     if trace is None:
-        incoming = parse_traceparent(request.headers.get(TRACEPARENT))
-        if incoming is not None:
-            trace = Trace(incoming.trace_id, incoming.flags)
+        parent = parse_traceparent(incoming.headers.get(TRACEPARENT))
+        if parent is None:
+            trace = state.trace = Trace(new_trace_id(), SAMPLED)
         else:
-            trace = Trace(new_trace_id(), SAMPLED)
-        state.trace = trace
+            trace = state.trace = Trace(parent.trace_id, parent.flags)
     return trace
 
 
@@ -100,21 +111,28 @@ def outbound_traceparent() -> str | None:
     """A ``traceparent`` for one outbound call of the current request (a fresh span id);
     ``None`` outside a request."""
     trace = current_trace()
-    if trace is None:
-        return None
+    return None if trace is None else _traceparent(trace)
+
+
+def _traceparent(trace: Trace) -> str:
     return f"{_VERSION}-{trace.trace_id}-{new_span_id()}-{trace.flags}"
 
 
 def outbound_headers() -> dict[str, str]:
     """The headers an outbound call of the current request carries: its request id
     (under ``RESILIENCE_REQUEST_ID_HEADER``, unless that is ``None``) and a
-    ``traceparent``. Empty outside a request."""
-    traceparent = outbound_traceparent()
-    if traceparent is None:
+    ``traceparent``. Empty outside a request.
+
+    Read from Flask's context variable rather than through its proxies: every
+    outbound call asks.
+    """
+    context = _cv_request.get(None)
+    if context is None:
         return {}
-    headers = {TRACEPARENT: traceparent}
-    header = current_settings().request_id_header
-    request_id = current_request_id()
-    if header is not None and request_id is not None:
-        headers[header] = request_id
+    state = _state_of(context.request)
+    headers = {TRACEPARENT: _traceparent(_trace_of(context.request, state))}
+    resilience = context.app.extensions.get(EXTENSION_KEY)
+    settings = resilience.settings if isinstance(resilience, ResilienceState) else DEFAULT_SETTINGS
+    if settings.request_id_header is not None:
+        headers[settings.request_id_header] = state.request_id
     return headers
