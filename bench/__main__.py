@@ -21,6 +21,7 @@ MODULES = (
     "bench.peers",
     "bench.parts",
     "bench.breakers",
+    "bench.outbound",
     "bench.uploads",
     "bench.guards",
     "bench.health",

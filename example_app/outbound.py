@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import http.client
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
+import requests
+
 from flask_resilience import circuit_breaker, retry_on_failure
+from flask_resilience.outbound import Session
 
 EXCERPT_BYTES = 200
 USER_AGENT = "example-documents/1.0"
+
+# One session for the process, so that calls reuse their connections. Each call is
+# bounded by its timeout and by the time left before the request's deadline (a 504
+# when that runs out first), and carries the request's X-Request-ID and traceparent.
+_session = Session()
+_session.headers["User-Agent"] = USER_AGENT
 
 
 class OutboundError(Exception):
@@ -40,32 +46,38 @@ def fetch(url: str, timeout: float) -> OutboundResponse:
     ``timeout`` bounds connecting and each read: without it a hung service would
     hold a worker forever, and gunicorn has only a few.
     :raises OutboundError: for every kind of failure, so callers handle one type.
+    :raises RequestDeadlineExceeded: the request's deadline came first (a 504).
     """
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body: bytes = response.read(EXCERPT_BYTES)
-            status: int = response.status
-            content_type = response.headers.get_content_type()
-    except urllib.error.HTTPError as error:
-        error.close()  # it holds the response body open
-        raise OutboundError(f"answered {error.code} {error.reason}", error.code) from error
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, TimeoutError):
-            raise OutboundError(f"did not answer within {timeout:g} s") from error
-        raise OutboundError(f"is unreachable: {error.reason}") from error
-    except TimeoutError as error:  # a timeout while reading is not wrapped in URLError
+        with _session.get(url, timeout=timeout, stream=True) as response:
+            if response.status_code >= 400:
+                raise OutboundError(
+                    f"answered {response.status_code} {response.reason}", response.status_code
+                )
+            body = next(response.iter_content(EXCERPT_BYTES), b"")
+            content_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
+    except requests.Timeout as error:
         raise OutboundError(f"did not answer within {timeout:g} s") from error
-    except (OSError, http.client.HTTPException) as error:  # a dropped or garbled answer
+    except requests.ConnectionError as error:
+        raise OutboundError(f"is unreachable: {_reason(error)}") from error
+    except requests.RequestException as error:  # a garbled answer
         raise OutboundError(f"failed: {error!r}") from error
     return OutboundResponse(
         url=url,
-        status=status,
-        content_type=content_type,
+        status=response.status_code,
+        content_type=content_type or None,
         excerpt=body.decode("utf-8", errors="replace"),
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
     )
+
+
+def _reason(error: requests.ConnectionError) -> str:
+    """The innermost cause of a connection failure (``[Errno 111] Connection refused``)."""
+    cause: BaseException = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    return str(cause) or type(cause).__name__
 
 
 @circuit_breaker("outbound", fail_max=5, reset_timeout=30)

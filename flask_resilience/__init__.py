@@ -4,15 +4,16 @@ The top level holds the extension, the errors it answers with and the decorators
 Everything else lives in its capability's namespace: ``flask_resilience.uploads``
 (checking, storing and serving files), ``flask_resilience.guards`` (sessions,
 loaders, the ``access_refused`` signal), ``flask_resilience.health``,
-``flask_resilience.log`` (request ids, JSON logs), ``flask_resilience.gunicorn``,
-``flask_resilience.signals`` (``breaker_state_changed``).
+``flask_resilience.log`` (request ids, JSON logs), ``flask_resilience.outbound``
+(HTTP calls within the deadline), ``flask_resilience.gunicorn``,
+``flask_resilience.signals`` (what the extension did, for metrics and the app).
 """
 
 from __future__ import annotations
 
 from .bulkheads import BulkheadFull, bulkhead
 from .circuit import CircuitOpen, circuit_breaker
-from .deadlines import query_timeout, request_timeout
+from .deadlines import query_timeout, remaining_time, request_timeout
 from .decorators import log_errors, safe_route_handler
 from .degradation import graceful_degradation
 from .errors import (
@@ -60,6 +61,7 @@ __all__ = [
     "org_access_required",
     "permission_required",
     "query_timeout",
+    "remaining_time",
     "request_timeout",
     "retry_on_failure",
     "role_required",

@@ -558,6 +558,24 @@ class Settings:
         check_number(),
         "Upper bound, in seconds, of any one wait between retries.",
     )
+    retry_budget: float | None = setting(
+        0.2,
+        check_number(minimum=0, optional=True),
+        "retry_on_failure: retries of one name may be at most this share of its calls over"
+        " the last 10 s, beyond the floor. None: no budget.",
+    )
+    retry_budget_floor: float = setting(
+        10,
+        check_number(minimum=0),
+        "retry_on_failure: retries per second that each name may make whatever its calls,"
+        " so that a quiet service still retries.",
+    )
+    outbound_timeout: float = setting(
+        10.0,
+        check_positive,
+        "Seconds an outbound call may take when it names no timeout of its own (then"
+        " narrowed to the time left before the request's deadline).",
+    )
     bulkhead_max_concurrent: int = setting(
         10,
         check_number(minimum=1, integer=True),

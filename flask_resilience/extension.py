@@ -32,7 +32,14 @@ from . import (
     uploads,
 )
 from .config import load_config
-from .state import DEFAULT_CLEANUP_TIMEOUT, EXTENSION_KEY, HealthCheck, ResilienceState, get_state
+from .state import (
+    DEFAULT_CLEANUP_TIMEOUT,
+    EXTENSION_KEY,
+    HealthCheck,
+    ResilienceState,
+    get_state,
+    offer_time_left,
+)
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter, RouteLimit
@@ -44,6 +51,10 @@ CheckFunction = TypeVar("CheckFunction", bound=Callable[[], Any])
 AlertCallback = TypeVar("AlertCallback", bound="Callable[[Alert], Any]")
 F = TypeVar("F", bound=Callable[..., object])
 V = TypeVar("V", bound=Callable[..., object] | Blueprint)
+
+# Outbound calls and retries keep within the request's deadline: they ask the
+# deadlines part for the time left through the shared state.
+offer_time_left(deadlines.remaining_time)
 
 
 class Resilience:
@@ -120,7 +131,7 @@ class Resilience:
         client_errors.init_app(app, state)
         circuit.init_app(app, state)
         bulkheads.init_app(app, state)
-        retry.track_uncommitted_writes()
+        retry.init_app(app, state)
         limiting.init_app(app, state, self._limiter)
         lifecycle.init_app(app, state, self._cleanups)
         health.init_app(app, state)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .state import ResilienceState
+    from .tracecontext import Trace
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -201,6 +202,8 @@ class RequestState:
     started: float
     logged: bool = False
     counted: bool = False  # its failure was told to the signals (problems.count_answer)
+    # The trace its outbound calls carry on (flask_resilience.tracecontext), made on first need.
+    trace: Trace | None = None
 
 
 def request_state() -> RequestState:

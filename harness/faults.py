@@ -354,10 +354,13 @@ class SlowUploads:
                 f' filename="in-flight.txt"\r\nContent-Type: text/plain\r\n\r\n'
                 f"{'Minutes of a meeting cut short by a signal.' * 50}\r\n--{boundary}--\r\n"
             ).encode()
+            forwarded_for = uploader.session.headers["X-Forwarded-For"]
+            if isinstance(forwarded_for, bytes):  # requests allows either
+                forwarded_for = forwarded_for.decode("latin-1")
             head = (
                 f"POST /api/documents HTTP/1.1\r\nHost: {LOCALHOST}:{self.stack.port}\r\n"
                 f"Cookie: {cookie}\r\nAccept: application/json\r\n"
-                f"X-Forwarded-For: {uploader.session.headers['X-Forwarded-For']}\r\n"
+                f"X-Forwarded-For: {forwarded_for}\r\n"
                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             ).encode()

@@ -16,6 +16,7 @@ from flask import Flask
 
 from flask_resilience.circuit import Breakers
 from flask_resilience.state import get_state
+from tests.outbound.upstream import UpstreamServer, upstream_server
 
 from ..support.servers import RedisServer, redis_unavailable_reason, skip_or_fail
 from .circuit_helpers import app_with
@@ -51,3 +52,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    """The local HTTP service the retry tests call."""
+    with upstream_server() as server:
+        yield server

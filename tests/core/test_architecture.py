@@ -23,6 +23,7 @@ SHARED = {
     "outages",
     "problems",
     "signals",
+    "tracecontext",
 }
 # The top: they wire or check every part, and no part imports them.
 TOP = {"__init__", "extension", "cli", "startup", "gunicorn"}

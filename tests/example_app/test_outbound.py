@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ GREETING = "héllo from upstream " * 20
 class UpstreamServer(ThreadingHTTPServer):
     release = threading.Event()
     hits: Counter[str]
+    headers: list[dict[str, str]]
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -29,6 +31,7 @@ class Upstream(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.hits[self.path] += 1
+        self.server.headers.append(dict(self.headers.items()))
         if self.path == "/slow":
             self.server.release.wait(timeout=10)
         flaky_failure = self.path == "/flaky" and self.server.hits[self.path] == 1
@@ -52,6 +55,7 @@ def upstream_server() -> Iterator[UpstreamServer]:
     server = UpstreamServer(("127.0.0.1", 0), Upstream)
     server.release = threading.Event()
     server.hits = Counter()
+    server.headers = []
     # A short poll interval lets shutdown() return quickly at teardown.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -147,3 +151,43 @@ def test_a_service_that_stays_down_opens_the_breaker(
     assert refused.content_type == "application/problem+json"
     assert 0 < int(refused.headers["Retry-After"]) <= 30
     assert upstream_server.hits["/down"] == 15  # refused without calling it
+
+
+def test_the_call_carries_the_request_id_and_the_trace(
+    app: Flask, client: FlaskClient, upstream: str, upstream_server: UpstreamServer
+) -> None:
+    app.config["OUTBOUND_URL"] = f"{upstream}/ok"
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    response = client.get(
+        "/api/outbound", headers={**ALICE, "X-Request-ID": "req-42", "traceparent": incoming}
+    )
+
+    assert response.status_code == 200
+    [sent] = upstream_server.headers
+    assert sent["X-Request-ID"] == "req-42"
+    assert sent["User-Agent"] == "example-documents/1.0"
+    version, trace_id, span_id, flags = sent["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert len(span_id) == 16
+    assert span_id != "00f067aa0ba902b7"
+
+
+def test_the_request_deadline_cuts_a_slow_call_short(
+    app_config: dict[str, Any],
+    upstream: str,
+    upstream_server: UpstreamServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    app_config.update(
+        RESILIENCE_REQUEST_TIMEOUT=0.5, OUTBOUND_URL=f"{upstream}/slow", OUTBOUND_TIMEOUT=5.0
+    )
+    app: Flask = request.getfixturevalue("app")
+
+    started = time.monotonic()
+    response = app.test_client().get("/api/outbound", headers=ALICE)
+
+    assert response.status_code == 504  # the deadline, not the 5 s of the call's timeout
+    assert response.content_type == "application/problem+json"
+    assert time.monotonic() - started < 1.0
+    assert upstream_server.hits["/slow"] == 1  # a deadline is not retried

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from flask_resilience import Resilience, bulkhead, circuit_breaker
+from flask_resilience import Resilience, bulkhead, circuit_breaker, retry_on_failure
 from tests.health.apps import HEALTH_CONFIG, scrape
 from tests.support.servers import free_port
 
@@ -136,3 +136,32 @@ def test_a_database_down_and_a_statement_past_the_deadline(
     assert values[("resilience_deadline_exceeded_total", (("where", "database"),))] == 1
     database = ("resilience_dependency_unavailable_total", (("dependency", "database"),))
     assert values[database] == 1
+
+
+def test_retries_and_the_retries_a_budget_refused(make_app: Callable[..., Flask]) -> None:
+    app = make_app(
+        RESILIENCE_RETRY_BUDGET=0,
+        RESILIENCE_RETRY_BUDGET_FLOOR=0.2,  # two retries in the 10 s window, then none
+        RESILIENCE_MONITOR_ENABLED=False,
+        **HEALTH_CONFIG,
+    )
+    failures = iter([ConnectionError("reset")] * 3)
+
+    @retry_on_failure(max_retries=5, delay=0.001, name="metrics-search")
+    def search() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "found"
+
+    @app.get("/search")
+    def view() -> str:
+        return search()
+
+    Resilience(app)
+    client = app.test_client()
+    assert client.get("/search").status_code == 500  # the third failure had no retry left
+    values = scrape(client)
+    assert values[("resilience_retries_total", (("name", "metrics-search"),))] == 2
+    exhausted = ("resilience_retry_budget_exhausted_total", (("name", "metrics-search"),))
+    assert values[exhausted] == 1
