@@ -80,11 +80,12 @@ def clean_filename(
         return NameRefused(
             "dangerous_extension", f"Files with the extension .{extension} are not accepted."
         )
-    if not extension:
-        return CleanName(_safe_stem(stem, max_length), "")
-    safe = _safe_stem(stem, max_length - len(extension) - 1) + "." + extension
-    # Characters secure_filename drops (a soft hyphen in "p\u00adhp") can join an
-    # extension back together: judge the result as well.
+    if extension:
+        safe = _safe_stem(stem, max_length - len(extension) - 1) + "." + extension
+    else:
+        safe = _safe_stem(stem, max_length)
+    # Characters secure_filename drops (a soft hyphen in "p\u00adhp", the "<" of
+    # "x.php<.:") can join an extension back together: judge the result as well.
     return _server_side_extension(safe) or CleanName(safe, extension)
 
 
