@@ -90,7 +90,7 @@ def test_three_statements_under_one_deadline_end_at_the_deadline(
     app = deadline_app(make_app, database_url, timeout=2)
     status, elapsed = timed(app, "/three-sleeps")
     assert status == 504
-    assert 1.9 <= elapsed <= 2.2
+    assert 1.9 <= elapsed <= 2.3  # the cancellation, the rollback and a loaded machine
     assert app.test_client().get("/one").get_data(as_text=True) == "1"
 
 
