@@ -11,6 +11,7 @@ by the statement and outbound deadlines instead).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 from tests.support.servers import (
     free_port,
     gunicorn_options,
+    log_tail,
     port_is_open,
     skip_or_fail,
     wait_until,
@@ -112,7 +114,15 @@ def _answers(port: int) -> bool:
 
 
 def worker_pid(served: Served) -> str:
-    return get(f"{served.url}/pid")[2]
+    return get_from(served, "/pid")[2]
+
+
+def get_from(served: Served, path: str) -> tuple[int, str, str, float]:
+    """A GET of ``path``; a connection the server dropped fails with the server's log."""
+    try:
+        return get(served.url + path)
+    except (http.client.HTTPException, ConnectionError) as error:
+        pytest.fail(f"GET {path}: {error!r}; the server's log:\n{log_tail(served.log, 60)}")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +141,7 @@ def test_a_view_past_its_deadline_is_interrupted_and_answered_504(
     served: Served, path: str, finally_note: str
 ) -> None:
     before = worker_pid(served)
-    status, content_type, body, elapsed = get(served.url + path)
+    status, content_type, body, elapsed = get_from(served, path)
     assert status == 504
     assert content_type.startswith("application/problem+json")
     assert json.loads(body)["status"] == 504
@@ -142,8 +152,8 @@ def test_a_view_past_its_deadline_is_interrupted_and_answered_504(
 
 
 def test_a_connection_held_by_an_interrupted_view_is_not_reused_dirty(served: Served) -> None:
-    status, _, _, elapsed = get(f"{served.url}/held-connection")
+    status, _, _, elapsed = get_from(served, "/held-connection")
     assert status == 504
     assert elapsed <= 1.2
-    assert get(f"{served.url}/clean")[2] == "clean"
+    assert get_from(served, "/clean")[2] == "clean"
     assert "WORKER TIMEOUT" not in served.log.read_text()
