@@ -27,11 +27,18 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from .tracecontext import (
+    Trace,
+    active_span_trace,
+    incoming_trace_id,
+    record_span_events,
+    request_trace,
+)
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .state import ResilienceState
-    from .tracecontext import Trace
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -41,7 +48,7 @@ _SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-aut
 SCRUBBED = "[scrubbed]"
 
 # The attributes every log record gets, "-" outside a request.
-CONTEXT_FIELDS = ("request_id", "method", "path", "remote_addr", "user_id")
+CONTEXT_FIELDS = ("request_id", "method", "path", "remote_addr", "user_id", "trace_id", "span_id")
 
 
 LOGGER_NAME = "flask_resilience"
@@ -144,7 +151,8 @@ class RequestMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request_id = environ.get(self.environ_key, "") if self.header else ""
         if not _VALID_REQUEST_ID.fullmatch(request_id):
-            request_id = new_request_id()
+            # A request in a trace is known by the trace's id: one id in logs and traces.
+            request_id = incoming_trace_id(environ) or new_request_id()
         environ[ENVIRON_REQUEST_ID] = request_id
         started = environ[ENVIRON_STARTED] = time.perf_counter()
         header = self.header
@@ -202,7 +210,8 @@ class RequestState:
     started: float
     logged: bool = False
     counted: bool = False  # its failure was told to the signals (problems.count_answer)
-    # The trace its outbound calls carry on (flask_resilience.tracecontext), made on first need.
+    # Its trace when no OpenTelemetry span covers it (flask_resilience.tracecontext),
+    # made on first need.
     trace: Trace | None = None
 
 
@@ -223,6 +232,22 @@ def current_request_id() -> str | None:
     return request_state().request_id if has_request_context() else None
 
 
+def current_trace() -> Trace | None:
+    """The trace and span of the code running now: the active OpenTelemetry span's,
+    else the current request's; ``None`` outside both."""
+    active = active_span_trace()
+    if active is not None or not has_request_context():
+        return active
+    return _trace_of_request()
+
+
+def _trace_of_request() -> Trace:
+    state = request_state()
+    if state.trace is None:
+        state.trace = request_trace(request.environ, state.request_id)
+    return state.trace
+
+
 def init_app(app: Flask, state: ResilienceState) -> None:
     settings = state.settings
     # Built with the other layers, once every part has added its finish hook.
@@ -236,6 +261,7 @@ def init_app(app: Flask, state: ResilienceState) -> None:
         install_record_context()
     _log_each_exception_once(app)
     tag_sentry_events()
+    record_span_events()
     if settings.log_json:
         use_json_logs(app)
 
@@ -292,9 +318,15 @@ def _log_each_exception_once(app: Flask) -> None:
 
 
 def request_context() -> dict[str, Any]:
-    """Who asked for what, for a log record: method, path, remote address, user id."""
+    """Who asked for what, for a log record: request id, method, path, remote address,
+    user id, and the trace and span it runs in."""
     if not has_request_context():
-        return dict.fromkeys(CONTEXT_FIELDS, "-")
+        context = dict.fromkeys(CONTEXT_FIELDS, "-")
+        trace = active_span_trace()  # a job's span
+        if trace is not None:
+            context.update(trace_id=trace.trace_id, span_id=trace.span_id)
+        return context
+    trace = active_span_trace() or _trace_of_request()
     return {
         "request_id": request_state().request_id,
         "method": request.method,
@@ -302,6 +334,8 @@ def request_context() -> dict[str, Any]:
         # ProxyFix, when the app uses it, has already put the client's address here.
         "remote_addr": request.remote_addr or "-",
         "user_id": _user_id(),
+        "trace_id": trace.trace_id,
+        "span_id": trace.span_id,
     }
 
 

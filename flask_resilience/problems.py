@@ -150,6 +150,9 @@ def problem_body(error: HTTPException, original: BaseException | None = None) ->
         "instance": request.path,
         "request_id": log.request_state().request_id,
     }
+    trace = log.current_trace()
+    if trace is not None:
+        body["trace_id"] = trace.trace_id
     if isinstance(error, ProblemError):
         body.update(_safe_members(error.members))
     return body
@@ -180,7 +183,7 @@ def _detail(error: HTTPException, original: BaseException | None) -> str:
 
 
 def _safe_members(members: Mapping[str, Any]) -> dict[str, Any]:
-    reserved = {"type", "title", "status", "instance", "request_id"}
+    reserved = {"type", "title", "status", "instance", "request_id", "trace_id"}
     return {name: value for name, value in members.items() if name not in reserved}
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..tracecontext import outbound_headers
+from .headers import outbound_headers
 
 if TYPE_CHECKING:
     import httpx

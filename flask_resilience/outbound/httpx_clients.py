@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from ..tracecontext import outbound_headers
 from .bounds import deadline_fired, default_timeout, narrow, out_of_time, time_left_for_a_call
+from .headers import outbound_headers
 
 _TIMEOUTS = ("connect", "read", "write", "pool")
 

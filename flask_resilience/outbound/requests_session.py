@@ -8,8 +8,8 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util import Timeout as Urllib3Timeout
 
-from ..tracecontext import outbound_headers
 from .bounds import deadline_fired, default_timeout, narrow, out_of_time, time_left_for_a_call
+from .headers import outbound_headers
 
 TimeoutValue = float | tuple[float | None, float | None] | Urllib3Timeout | None
 

@@ -121,7 +121,7 @@ def test_with_no_time_left_nothing_is_sent(
     assert upstream.record.arrivals == []
 
 
-def test_a_call_carries_the_request_id_and_a_fresh_span_of_the_incoming_trace(
+def test_a_call_carries_the_request_id_and_the_request_span_of_the_incoming_trace(
     make_app: Callable[..., Flask], upstream: UpstreamServer, closing: ExitStack
 ) -> None:
     app = outbound_app(make_app, upstream, closing)
@@ -138,8 +138,10 @@ def test_a_call_carries_the_request_id_and_a_fresh_span_of_the_incoming_trace(
         assert match[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
         assert match[3] == "01"
         spans.add(match[2])
-    assert len(spans) == 2  # one span id per call
-    assert "00f067aa0ba902b7" not in spans  # the caller's span is the parent, not reused
+    # The request's own span is the parent of its calls, the span its log records name;
+    # the caller's span is the request's parent, not reused.
+    assert len(spans) == 1
+    assert "00f067aa0ba902b7" not in spans
 
 
 def test_without_an_incoming_trace_one_is_made_per_request(
