@@ -217,7 +217,11 @@ class RequestState:
 
 def request_state() -> RequestState:
     """The current request's state, made on first use: most requests never need it."""
-    environ = request.environ
+    return state_of(request.environ)
+
+
+def state_of(environ: WSGIEnvironment) -> RequestState:
+    """The state of the request of ``environ``, made on first use."""
     state: RequestState | None = environ.get(ENVIRON_STATE)
     if state is None:
         state = environ[ENVIRON_STATE] = RequestState(
@@ -238,13 +242,14 @@ def current_trace() -> Trace | None:
     active = active_span_trace()
     if active is not None or not has_request_context():
         return active
-    return _trace_of_request()
+    return trace_of(request.environ)
 
 
-def _trace_of_request() -> Trace:
-    state = request_state()
+def trace_of(environ: WSGIEnvironment) -> Trace:
+    """The trace of the request of ``environ`` when no OpenTelemetry span covers it."""
+    state = state_of(environ)
     if state.trace is None:
-        state.trace = request_trace(request.environ, state.request_id)
+        state.trace = request_trace(environ, state.request_id)
     return state.trace
 
 
@@ -326,7 +331,7 @@ def request_context() -> dict[str, Any]:
         if trace is not None:
             context.update(trace_id=trace.trace_id, span_id=trace.span_id)
         return context
-    trace = active_span_trace() or _trace_of_request()
+    trace = active_span_trace() or trace_of(request.environ)
     return {
         "request_id": request_state().request_id,
         "method": request.method,

@@ -23,15 +23,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask
+from flask.globals import _cv_request
 from werkzeug.exceptions import HTTPException
 
 from ..log import ENVIRON_REQUEST_ID, ENVIRON_STARTED, ExtensionLogger
-from ..state import FinishHook, ResilienceState, find_state
+from ..state import EXTENSION_KEY, FinishHook, ResilienceState
 from . import interruption, statements
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+    from flask.ctx import RequestContext
 
 logger = ExtensionLogger("deadlines")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +42,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _narrowed: ContextVar[float | None] = ContextVar("flask_resilience_deadline", default=None)
 # The smallest budget any view was given: below it no request can have overrun.
 _shortest_view_budget = math.inf
+ENVIRON_DEADLINE = "flask_resilience.request_deadline"
+"""The request's deadline, kept in its environ once worked out."""
 
 
 def request_timeout(seconds: float | None) -> Callable[[F], F]:
@@ -97,20 +101,38 @@ def remaining_time() -> float | None:
 def current_deadline() -> float | None:
     """The current deadline as a ``time.perf_counter()`` value, or ``None`` without one."""
     narrowed = _narrowed.get()
-    for_request = _request_deadline() if has_request_context() else None
+    context = _cv_request.get(None)  # not the proxies: outbound calls ask on every call
+    for_request = None if context is None else _request_deadline(context)
     if narrowed is None or for_request is None:
         return narrowed if for_request is None else for_request
     return min(narrowed, for_request)
 
 
-def _request_deadline() -> float | None:
+_NO_DEADLINE = -math.inf  # cached for a request that has none
+
+
+def _request_deadline(context: RequestContext) -> float | None:
     """The request's arrival plus its view's budget, or the app's; ``None`` for a
-    request context that did not come through the app's WSGI entry."""
-    started: float | None = request.environ.get(ENVIRON_STARTED)
-    state = find_state()
-    if started is None or state is None:  # or another app of the process, without the extension
+    request context that did not come through the app's WSGI entry.
+
+    Worked out once per request (its view is matched when its context is pushed)
+    and kept in its environ.
+    """
+    environ = context.request.environ
+    deadline: float | None = environ.get(ENVIRON_DEADLINE)
+    if deadline is None:
+        deadline = _work_out_deadline(context)
+        environ[ENVIRON_DEADLINE] = _NO_DEADLINE if deadline is None else deadline
+    return None if deadline == _NO_DEADLINE else deadline
+
+
+def _work_out_deadline(context: RequestContext) -> float | None:
+    started: float | None = context.request.environ.get(ENVIRON_STARTED)
+    state = context.app.extensions.get(EXTENSION_KEY)
+    # Or another app of the process, without the extension.
+    if started is None or not isinstance(state, ResilienceState):
         return None
-    view = current_app.view_functions.get(request.endpoint or "")
+    view = context.app.view_functions.get(context.request.endpoint or "")
     default = state.settings.request_timeout
     budget: float | None = getattr(view, "_resilience_timeout", default)
     return None if budget is None else started + budget
