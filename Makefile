@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-oldest lint typecheck pytest bench loadtest chaos soak fuzz clean \
+.PHONY: demo test test-oldest lint typecheck pytest bench loadtest chaos soak instances fuzz clean \
 	system-packages system-libmagic
 
 # --- System packages ----------------------------------------------------------
@@ -118,6 +118,9 @@ loadtest: $(STAMP) | system-libmagic
 
 chaos: $(STAMP) | system-libmagic
 	$(BIN)/python -m harness.chaos
+
+instances: $(STAMP) | system-libmagic
+	$(BIN)/python -m harness.instances
 
 soak: $(STAMP) | system-libmagic
 	$(BIN)/python -m harness.soak --minutes $(SOAK_MINUTES)

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -48,12 +50,21 @@ MAX_QUEUE_TIME = 1
 class Stack:
     """PostgreSQL, Redis and the example app under gunicorn, all on 127.0.0.1."""
 
-    def __init__(self, workers: int = WORKERS, *, gunicorn_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workers: int = WORKERS,
+        *,
+        gunicorn_args: Sequence[str] = (),
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         """:param gunicorn_args: options added to gunicorn's command line, which win over
         the configuration file (``("--max-requests", "0")`` stops worker recycling).
+        :param environment: variables added to the app's environment
+        (``FLASK_RESILIENCE_*`` keys set the extension's settings).
         """
         self.workers = workers
         self.gunicorn_args = tuple(gunicorn_args)
+        self.extra_environment = dict(environment or {})
         self.folder = Path(tempfile.mkdtemp(prefix="flask-resilience-harness-"))
         # The servers' folders live in the system temp folder, which the postgres
         # user can reach when the harness runs as root.
@@ -71,15 +82,23 @@ class Stack:
     # -- starting and stopping ------------------------------------------------
 
     def start(self) -> None:
+        self.start_servers()
+        self.start_app()
+
+    def start_servers(self) -> None:
+        """PostgreSQL with the demo's data, and Redis: all but the app."""
         self.postgres.start()
         self.redis.start()
         self.database_url = self.postgres.create_database("documents")
         self._flask("init-db")
-        self.start_app()
 
     def start_app(self) -> None:
         """Start gunicorn and wait until every worker is ready."""
-        log = self.log_file.open("ab")
+        self.gunicorn = self._serve(self.port, self.log_file)
+        if not wait_until(self._serving, timeout=60, interval=0.2):
+            raise RuntimeError(f"gunicorn did not start; see {self.log_file}")
+
+    def _serve(self, port: int, log_file: Path) -> subprocess.Popen[bytes]:
         command = [
             str(BIN / "gunicorn"),
             "--config",
@@ -87,17 +106,37 @@ class Stack:
             "--workers",
             str(self.workers),
             "--bind",
-            f"{LOCALHOST}:{self.port}",
+            f"{LOCALHOST}:{port}",
             *gunicorn_options(),
             *self.gunicorn_args,
             "example_app:create_app()",
         ]
-        self.gunicorn = subprocess.Popen(
-            command, cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        if not wait_until(self._serving, timeout=60, interval=0.2):
-            raise RuntimeError(f"gunicorn did not start; see {self.log_file}")
+        with log_file.open("ab") as log:
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @contextmanager
+    def another_instance(self) -> Iterator[Instance]:
+        """A second instance of the app on a port of its own, sharing the stack's
+        PostgreSQL and Redis, as a second machine behind the same load balancer would."""
+        port = free_port()
+        log_file = self.folder / f"gunicorn-{port}.log"
+        process = self._serve(port, log_file)
+        instance = Instance(f"http://{LOCALHOST}:{port}", process, log_file)
+        try:
+            if not wait_until(
+                lambda: instance.answers("/health/ready") == 200, timeout=60, interval=0.2
+            ):
+                raise RuntimeError(f"the second instance did not start; see {log_file}")
+            yield instance
+        finally:
+            process.terminate()
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def _serving(self) -> bool:
         assert self.gunicorn is not None
@@ -163,6 +202,7 @@ class Stack:
             "FLASK_RESILIENCE_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
             "FLASK_RESILIENCE_MAX_QUEUE_TIME": str(MAX_QUEUE_TIME),
             "PYTHONPATH": str(ROOT),
+            **self.extra_environment,
         }
 
     def worker_pids(self) -> list[int]:
@@ -187,10 +227,7 @@ class Stack:
 
     def status(self, path: str, timeout: float = 5) -> int:
         """The status of one GET, 0 when the server did not answer."""
-        try:
-            return requests.get(self.url + path, timeout=timeout).status_code
-        except requests.RequestException:
-            return 0
+        return status_of(self.url + path, timeout)
 
     def _flask(self, *args: str) -> None:
         subprocess.run(
@@ -201,6 +238,33 @@ class Stack:
             capture_output=True,
             timeout=300,
         )
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One more gunicorn serving the app (:meth:`Stack.another_instance`)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+    def answers(self, path: str, timeout: float = 5) -> int:
+        """The status of one GET, 0 when the server did not answer."""
+        return status_of(self.url + path, timeout)
+
+    def worker_pids(self) -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(self.process.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def status_of(url: str, timeout: float) -> int:
+    """The status of one GET of ``url``, 0 when the server did not answer."""
+    try:
+        return requests.get(url, timeout=timeout).status_code
+    except requests.RequestException:
+        return 0
 
 
 def wait_seconds(condition: Callable[[], bool], timeout: float) -> float | None:
