@@ -41,6 +41,8 @@ class Result:
     """Seconds from ``scheduled`` to the end of the answer (or to the give-up)."""
     status: int
     retry_after: bool
+    lag: float = 0.0
+    """Seconds the generator sent it after it was due: its own shortfall, 0 when on time."""
 
     @property
     def end(self) -> float:
@@ -51,7 +53,9 @@ class Result:
         return 200 <= self.status < 300
 
 
-async def _exchange(host: str, port: int, path: str, index: int, scheduled: float) -> Result:
+async def _exchange(
+    host: str, port: int, path: str, index: int, scheduled: float, lag: float
+) -> Result:
     client = index % CLIENTS
     request = (
         f"GET {path} HTTP/1.1\r\n"
@@ -72,19 +76,20 @@ async def _exchange(host: str, port: int, path: str, index: int, scheduled: floa
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
-        return Result(scheduled, time.time() - scheduled, FAILED, False)
+        return Result(scheduled, time.time() - scheduled, FAILED, False, lag)
     retry_after = any(line.lower().startswith(b"retry-after:") for line in lines[1:])
-    return Result(scheduled, time.time() - scheduled, int(parts[1]), retry_after)
+    return Result(scheduled, time.time() - scheduled, int(parts[1]), retry_after, lag)
 
 
 async def _one(host: str, port: int, path: str, index: int, scheduled: float) -> Result:
-    remaining = TIMEOUT - (time.time() - scheduled)
+    lag = max(0.0, time.time() - scheduled)
+    exchange = _exchange(host, port, path, index, scheduled, lag)
     try:
-        return await asyncio.wait_for(_exchange(host, port, path, index, scheduled), remaining)
+        return await asyncio.wait_for(exchange, TIMEOUT - lag)
     except (asyncio.TimeoutError, TimeoutError):
-        return Result(scheduled, TIMEOUT, TIMED_OUT, False)
+        return Result(scheduled, TIMEOUT, TIMED_OUT, False, lag)
     except OSError:
-        return Result(scheduled, time.time() - scheduled, FAILED, False)
+        return Result(scheduled, time.time() - scheduled, FAILED, False, lag)
 
 
 async def _run(

@@ -32,6 +32,7 @@ MEASURES = (
     "4xx answers",
     "Client timeouts (10 s)",
     "Connections failed",
+    "Generator behind schedule, p99 / max",
     "Recovery after the load stops",
 )
 
