@@ -552,9 +552,9 @@ time a query doing real I/O takes: the workers, not the two cores, are the
 bottleneck, as in most apps on sync workers), and hashes the rows (a few
 milliseconds of Python). It is served by gunicorn with
 {WORKERS} sync workers and its default listen backlog, access log off. PostgreSQL, Redis,
-gunicorn and the load generator share the machine. Load average before the run
-{measured.load_before}, after it {measured.load_after}: other work was running on
-the machine at the same time, so the figures are lower than it can do alone.
+gunicorn and the load generator share the machine's cores, and other work may run
+on it too. Load average before the run {measured.load_before}; after it
+{measured.load_after}, the run's own processes included.
 {smoke}
 ## Method
 
@@ -588,7 +588,18 @@ answered during it or after.
 {results_table(found)}
 
 The targets apply to the run with the extension; the plain app's figures are as
-measured.
+measured. "Generator behind schedule" is how late the generator itself sent its
+requests (the stamp and the latency still count from the schedule).
+
+How to read them: the plain app's queue (gunicorn's listen backlog) fills
+within seconds; from then on most requests wait until the client gives up, and
+a worker still serves each one it accepts, for a client that has gone. With the
+extension a request that waited more than {MAX_QUEUE_TIME:g} s is answered 503 at once, so
+the queue stays about {MAX_QUEUE_TIME:g} s long: the requests served waited just under
+that, and none waits until its client gives up. Each 503 still costs a worker an
+accepted connection, a parsed request and a logged refusal, and every offered
+request costs the generator a connection, on the same cores: the more of the
+machine that takes, the fewer requests the workers serve.
 
 ![Offered and answered requests per second, and the p99 of successes, for both runs]({plot_name})
 
