@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-oldest lint typecheck pytest bench loadtest chaos soak instances fuzz clean \
+.PHONY: demo test test-oldest lint typecheck pytest bench loadtest chaos soak overload instances \
+	fuzz clean \
 	system-packages system-libmagic
 
 # --- System packages ----------------------------------------------------------
@@ -124,6 +125,12 @@ instances: $(STAMP) | system-libmagic
 
 soak: $(STAMP) | system-libmagic
 	$(BIN)/python -m harness.soak --minutes $(SOAK_MINUTES)
+
+# One small app at three times its capacity, plain and with the extension. It uses the
+# PostgreSQL and Redis already running (OVERLOAD_DATABASE_URL, OVERLOAD_REDIS_URL; by
+# default the `test` database on 127.0.0.1:5432 and Redis on 127.0.0.1:6379).
+overload: $(STAMP) | system-libmagic
+	$(BIN)/python -m harness.overload
 
 # Every route of the example app with many more hostile requests than `make test` sends.
 fuzz: $(STAMP) | system-libmagic
