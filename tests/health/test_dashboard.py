@@ -206,5 +206,6 @@ def test_the_dashboard_shows_every_gunicorn_worker_and_a_forced_breaker(
         if screenshot:
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(traffic, range(200)))
+            browser.set_window_size(1280, 1240)  # every panel, the breakers included
             time.sleep(3)
             browser.save_screenshot(screenshot)
