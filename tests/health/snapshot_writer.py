@@ -1,9 +1,10 @@
 """A worker of its own for the dashboard tests: a separate process that builds the test
 app on a given instance folder, serves a few requests, forces the breaker open, writes
-its dashboard snapshot as its monitor would and then waits (``stay``) or dies at once
-(``kill``: SIGKILL, as a worker killed for its timeout, leaving its snapshot behind).
+its dashboard snapshot as its monitor would and then waits (``stay``), exits as a
+worker does (``exit``) or dies at once (``kill``: SIGKILL, as a worker killed for its
+timeout, leaving its snapshot behind).
 
-``python -m tests.health.snapshot_writer INSTANCE_FOLDER stay|kill``
+``python -m tests.health.snapshot_writer INSTANCE_FOLDER stay|exit|kill``
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(instance: str, mode: str) -> None:
     print(os.getpid(), flush=True)
     if mode == "stay":
         sys.stdin.read()  # until the test closes the pipe
-    else:
+    elif mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -89,6 +89,25 @@ def test_the_data_shows_every_live_worker_and_drops_dead_ones(
     assert data["instance"]["workers"] == 2
 
 
+def test_a_worker_that_exits_takes_its_snapshot_away(tmp_path: Path) -> None:
+    process = writer(tmp_path, "exit")
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert int(out) > 0  # it wrote before exiting
+    assert list((tmp_path / FOLDER).glob("*.json")) == []
+
+
+def test_a_folder_that_cannot_be_written_is_logged_not_raised(
+    app: Flask, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / FOLDER).write_text("a file where the folder should be")
+    health = health_state(app)
+    health.monitor.tick()  # the housekeeping writes the snapshot, then the sample is taken
+    assert "Writing the dashboard's snapshot" in caplog.text
+    assert len(health.monitor.history) == 1
+    assert health.monitor.errors == 0
+
+
 def test_a_snapshot_not_rewritten_for_long_is_left_out(app: Flask, tmp_path: Path) -> None:
     folder = tmp_path / FOLDER
     folder.mkdir()
