@@ -201,11 +201,22 @@ def test_recycled_workers_keep_their_counts_and_leave_their_gauges(tmp_path: Pat
         master = psutil.Process(process.pid)
         # Workers that just served their 20th request may still be on their way out.
         assert wait_until(lambda: len(master.children()) == 2, 10)
-        live = {str(child.pid) for child in master.children()}
-        text, families = scrape(url)
-        for name in ("resilience_process_resident_memory_bytes", "resilience_process_threads"):
-            pids = {sample.labels["pid"] for sample in families[name].samples}
-            assert pids <= live, name
+        gauged: dict[str, set[str]] = {}
+        live: set[str] = set()
+
+        def only_live_workers_gauged() -> bool:
+            # The scrape is a request too: it may be a worker's 20th, and the worker
+            # that replaces it may answer the next one. So the live workers are read
+            # after the scrape, and the whole is tried again until they agree.
+            nonlocal live
+            _, families = scrape(url)
+            live = {str(child.pid) for child in master.children()}
+            for name in ("resilience_process_resident_memory_bytes", "resilience_process_threads"):
+                gauged[name] = {sample.labels["pid"] for sample in families[name].samples}
+            return all(pids <= live for pids in gauged.values())
+
+        assert wait_until(only_live_workers_gauged, 10, 0.2), (gauged, live)
+        text, _ = scrape(url)
         lint = subprocess.run(
             [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
         )
