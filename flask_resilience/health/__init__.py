@@ -44,6 +44,14 @@ from .shared import (
 )
 from .stats import Counted, RequestLog, RequestStats
 from .system import CpuMeter, current_process, disk_usage, memory_usage, process_metrics
+from .workers import (
+    FOLDER,
+    HISTORY,
+    WorkerSnapshots,
+    breaker_summary,
+    bulkhead_summary,
+    counter_total,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -59,6 +67,8 @@ __all__ = [
     "finish_startup",
     "health_state",
     "init_app",
+    "worker_snapshot",
+    "write_worker_snapshot",
 ]
 
 _signals = Namespace()
@@ -82,6 +92,7 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     # A worker that exits (gunicorn's max_requests, a shutdown) counts what it served
     # since the monitor's last round, instead of leaving it in its queue.
     state.add_cleanup(health.requests.drain, name="request metrics")
+    state.add_cleanup(health.workers.remove, name="dashboard snapshot")
     prefix = settings.health_url_prefix
     app.register_blueprint(blueprint, url_prefix=prefix)
     if settings.tracemalloc and not tracemalloc.is_tracing():
@@ -180,6 +191,7 @@ def _build(app: Flask, state: ResilienceState) -> HealthState:
         request_cpu=CpuMeter(),
         process=current_process(),
         disk_path=app.instance_path,
+        workers=WorkerSnapshots(Path(app.instance_path) / FOLDER, settings.monitor_interval),
         log=logger.bound_to(app),
         groups=settings.health_groups,
     )
@@ -192,8 +204,9 @@ def _build(app: Flask, state: ResilienceState) -> HealthState:
         switch=_switch(app, settings),
         leak_samples=settings.monitor_leak_samples,
         gc_on_critical=settings.monitor_gc_on_critical,
-        # Every worker's counts reach the shared metrics within one interval.
-        housekeeping=health.requests.drain,
+        # Every worker's counts reach the shared metrics, and its snapshot the
+        # dashboard, within one interval.
+        housekeeping=lambda: write_worker_snapshot(app, state, health),
         log=logger.bound_to(app),
     )
     return health
@@ -323,3 +336,48 @@ def collect_sample(app: Flask, state: ResilienceState, health: HealthState) -> S
     )
     health.last_sample[:] = [sample]
     return sample
+
+
+def worker_snapshot(app: Flask, state: ResilienceState, health: HealthState) -> dict[str, Any]:
+    """What this worker shows the dashboard: its recent samples, requests, 429s,
+    breakers and bulkheads. Times are Unix seconds."""
+    health.requests.drain()
+    with app.app_context():
+        breakers = breaker_summary(provided(state, "circuit_breakers"))
+        bulkheads = bulkhead_summary(provided(state, "bulkheads"))
+    monitor = health.monitor
+    window = health.stats.window(60)
+    return {
+        "pid": os.getpid(),
+        "written_at": time.time(),
+        "monitor": {
+            "state": monitor.state,
+            "level": monitor.level,
+            "interval_seconds": monitor.interval,
+        },
+        "history": [sample.as_dict() for sample in list(monitor.history)[-HISTORY:]],
+        "requests": {
+            "total": health.stats.total,
+            "total_errors": health.stats.total_errors,
+            "requests_per_second": window["requests_per_second"],
+            "latency_p95": window["latency_p95"],
+            "error_rate": window["error_rate"],
+        },
+        # The counts the metrics already keep from the parts' signals, not counted again.
+        "rate_limited": counter_total(health.metrics.rate_limited),
+        "breakers": breakers,
+        "bulkheads": bulkheads,
+    }
+
+
+def write_worker_snapshot(app: Flask, state: ResilienceState, health: HealthState) -> None:
+    """Write this worker's snapshot for the dashboard; the monitor's thread calls it
+    every interval, sampling or not. A folder it cannot write to is logged, and
+    the monitor carries on."""
+    snapshot = worker_snapshot(app, state, health)
+    try:
+        health.workers.write(snapshot)
+    except OSError:
+        health.log.warning(
+            "Writing the dashboard's snapshot to %s failed", health.workers.folder, exc_info=True
+        )

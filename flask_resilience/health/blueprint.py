@@ -6,7 +6,7 @@ check draft (``application/health+json``): no check's output, no address, no
 null member, times in ISO 8601. The others show internals and need the bearer
 token or the health permission, as do the operator's switches (``POST
 /monitoring/start|stop``, ``POST /availability``, ``POST
-/breakers/<name>/open|close|reset``).
+/breakers/<name>/open|close|reset``), and ``/dashboard/data``, every worker's snapshot.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .shared import (
     run_checks,
 )
 from .system import disk_usage, memory_usage, process_metrics
+from .workers import instance_totals
 
 blueprint = Blueprint("resilience_health", __name__)
 
@@ -416,6 +417,29 @@ def dashboard() -> Response:
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
         " connect-src 'self'; img-src 'self' data:"
     )
+    return response
+
+
+@blueprint.get("/dashboard/data")
+@protected
+def dashboard_data() -> Response:
+    """Every live worker of the instance as the dashboard draws it: each worker's
+    snapshot (this one's fresh, the others' from their last monitor interval) and
+    what they add up to. Times are Unix seconds."""
+    from . import worker_snapshot
+
+    health = _health()
+    mine = worker_snapshot(_app(), _state(), health)
+    others = [w for w in health.workers.read() if w.get("pid") != mine["pid"]]
+    workers = sorted([*others, mine], key=lambda worker: int(worker.get("pid", 0)))
+    body = {
+        "time": mine["written_at"],
+        "answered_by": mine["pid"],
+        "instance": instance_totals(workers),
+        "workers": workers,
+    }
+    response = Response(json.dumps(body, default=str), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

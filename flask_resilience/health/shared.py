@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .monitor import Monitor, Sample, logger
 from .stats import RequestLog, RequestStats
 from .system import CpuMeter, current_process
+from .workers import WorkerSnapshots
 
 PERMISSION = "resilience:health"
 
@@ -83,6 +84,7 @@ class HealthState:
     request_cpu: CpuMeter  # for requests when the monitor has no recent sample
     process: psutil.Process
     disk_path: str
+    workers: WorkerSnapshots
     log: ExtensionLogger = logger
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     last_sample: list[Sample] = field(default_factory=list)

@@ -14,7 +14,7 @@ from flask import Flask, abort
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from flask_resilience import Resilience
+from flask_resilience import Resilience, bulkhead, circuit_breaker
 
 TOKEN = "test-token-1234567890"
 # In database URLs, for the tests that look for it in what the endpoints answer.
@@ -28,6 +28,7 @@ def create_app(**config: Any) -> Flask:
     config = {**json.loads(os.environ.get("HEALTH_TEST_CONFIG", "{}")), **config}
     app = Flask(__name__, instance_path=config.pop("instance_path", None))
     slow_check = config.pop("slow_check", None)
+    dashboard_parts = config.pop("dashboard_parts", False)
     app.config.update(HEALTH_CONFIG)
     app.config.update(config)
     resilience = Resilience()
@@ -38,6 +39,8 @@ def create_app(**config: Any) -> Flask:
         resilience.health_check("slow")(lambda: time.sleep(slow_check))
 
     add_health_views(app)
+    if dashboard_parts:
+        add_dashboard_parts(app)
     app.extensions["test_resilience"] = resilience
     return app
 
@@ -63,6 +66,30 @@ def add_health_views(app: Flask) -> None:
     def sleep(seconds: float) -> str:
         time.sleep(seconds)
         return str(os.getpid())
+
+
+BREAKER = "dashboard-payments"
+BULKHEAD = "dashboard-reports"
+
+
+def add_dashboard_parts(app: Flask) -> None:
+    """A view behind a circuit breaker and one behind a bulkhead, for the dashboard."""
+
+    @circuit_breaker(BREAKER)
+    def charge() -> str:
+        return "charged"
+
+    @bulkhead(2, name=BULKHEAD)
+    def report() -> str:
+        return "reported"
+
+    @app.get("/charge")
+    def pay() -> str:
+        return charge()
+
+    @app.get("/report")
+    def make_report() -> str:
+        return report()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

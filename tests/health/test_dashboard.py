@@ -1,17 +1,20 @@
 """The dashboard in a real headless Chromium: it loads, polls and draws its charts.
 
 Set ``HEALTH_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to save the picture the
-documentation shows.
+documentation shows (the gunicorn test's, with two workers and a forced breaker, is
+taken last).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.health.apps import TOKEN, create_app
+from tests.health.apps import BREAKER, TOKEN, create_app
+from tests.health.test_gunicorn import AUTH, call, serve
 from tests.support.servers import skip_or_fail, wait_until
 
 # Debian's names first (`make test` installs them there); Fedora calls it chromium-browser.
@@ -137,3 +141,71 @@ def test_dashboard_polls_with_the_token_of_its_fragment(
     browser.execute_script("document.getElementById('updated').textContent = ''")
     assert wait_until(lambda: browser.find_element("id", "updated").text.startswith("updated"), 10)
     assert browser.find_element("id", "error").text == ""
+
+
+def test_the_dashboard_shows_every_gunicorn_worker_and_a_forced_breaker(
+    tmp_path: Path, browser: Any
+) -> None:
+    """Real gunicorn with two workers: both workers' rows and lines are on the page, and
+    the breaker an operator forced open in the worker that took the POST shows so."""
+    with serve(tmp_path, config={"dashboard_parts": True}) as (url, _process):
+
+        def traffic(number: int) -> int:
+            path = ("/sleep/0.05", "/charge", "/report", "/fail")[number % 4]
+            return call(f"{url}{path}")[0]
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(traffic, range(40)))
+        status, body = call(f"{url}/health/breakers/{BREAKER}/open", "POST", AUTH)
+        assert status == 200, body
+        assert json.loads(body)["state"] == "forced-open"
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": AUTH})
+        browser.get(f"{url}/health/dashboard")
+
+        # Read in one script: the page rebuilds its tables at every poll.
+        def rows() -> dict[str, int]:
+            found: dict[str, int] = browser.execute_script(
+                """
+                var found = {};
+                document.querySelectorAll("#workers tr.worker").forEach(function (row) {
+                  found[row.cells[0].textContent] = parseInt(row.cells[4].textContent, 10);
+                });
+                return found;
+                """
+            )
+            return found
+
+        def states() -> list[str]:
+            found: list[str] = browser.execute_script(
+                "return Array.from(document.querySelectorAll('.breaker-state'))"
+                ".map(function (badge) { return badge.textContent; });"
+            )
+            return found
+
+        with ThreadPoolExecutor(2) as pool:
+            assert wait_until(
+                lambda: (
+                    bool(list(pool.map(traffic, range(4))))
+                    and len(rows()) == 2
+                    and all(served > 0 for served in rows().values())
+                ),
+                30,
+                0.25,
+            ), rows()
+        assert wait_until(lambda: any(s.endswith("forced-open") for s in states()), 10), states()
+        assert sorted(s.split(": ")[1] for s in states()) == ["closed", "forced-open"]
+        assert browser.find_element("id", "workers-count").text == "2"
+        assert (
+            browser.execute_script("return document.querySelectorAll('#legend span').length") == 2
+        )
+        assert browser.find_element("id", "error").text == ""
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        screenshot = os.environ.get("HEALTH_DASHBOARD_SCREENSHOT")
+        if screenshot:
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(traffic, range(200)))
+            browser.set_window_size(1280, 1240)  # every panel, the breakers included
+            time.sleep(3)
+            browser.save_screenshot(screenshot)

@@ -40,9 +40,14 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serve(
+    tmp_path: Path, *options: str, config: dict[str, Any] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Two workers forked from a master that imported the app first (``--preload``):
-    each worker starts its own monitor with its first request."""
+    each worker starts its own monitor with its first request.
+
+    :param config: more of the app's configuration (see ``tests.health.apps``).
+    """
     executable = Path(sys.executable).with_name("gunicorn")
     if not executable.exists():
         skip_or_fail("gunicorn is missing: pip install -e '.[example]'")
@@ -54,6 +59,7 @@ def serve(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen
         "RESILIENCE_MONITOR_INTERVAL": INTERVAL,
         "RESILIENCE_HEALTH_CACHE_TTL": 0,
         "slow_check": 0.15,
+        **(config or {}),
     }
     env = {
         **os.environ,
