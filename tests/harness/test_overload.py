@@ -18,6 +18,7 @@ import pytest
 from harness import openloop
 from harness.openloop import TIMED_OUT, Result
 from harness.overload import PROBE_RATE, Run
+from tests.harness.pages import table_rows
 from tests.support.paths import ROOT
 from tests.support.servers import LOCALHOST, port_is_open, skip_or_fail
 
@@ -104,18 +105,6 @@ def test_recovery_is_the_first_second_from_which_every_second_is_prompt() -> Non
     assert Run("plain", 10, 1, stop - 1, stop, [], probe(stop, never)).recovery is None
 
 
-def results_table(page: str) -> dict[str, list[str]]:
-    lines = page.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| Measure "))
-    rows: dict[str, list[str]] = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return rows
-
-
 def number(cell: str) -> float:
     found = re.search(r"[\d,]*\d(\.\d+)?", cell)
     assert found, cell
@@ -140,7 +129,7 @@ def test_smoke_run_measures_both_apps_and_writes_the_page_and_plot(tmp_path: Pat
     page = (tmp_path / "overload.md").read_text()
     assert "`python -m harness.overload --smoke`" in page
     assert "Load average before the run" in page
-    rows = results_table(page)
+    rows = table_rows(page, "Measure")
     assert list(rows) == list(MEASURES)
     for measure, (plain, resilient, _target, verdict) in rows.items():
         for figure in (plain, resilient):

@@ -11,23 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.stack import WORKERS
+from tests.harness.pages import table_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def table_rows(page: str, first_header: str) -> dict[str, list[str]]:
-    """The rows of the markdown table whose first column is ``first_header``, by first cell."""
-    lines = page.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
-    rows: dict[str, list[str]] = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return rows
 
 
 def png_size(path: Path) -> tuple[int, int]:
