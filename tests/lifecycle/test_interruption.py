@@ -73,6 +73,12 @@ def served(request: pytest.FixtureRequest, postgres_url: str, tmp_path: Path) ->
         "INTERRUPT_TEST_DATABASE": postgres_url,
         "INTERRUPT_TEST_NOTES": str(notes),
     }
+    if request.param == "gthread":
+        # Under coverage's tracer (which the suite's --cov puts in every subprocess),
+        # a spinning thread is neither interrupted nor lets the worker's main thread
+        # tell gunicorn it is alive: the worker is killed at its timeout. Production
+        # runs no tracer; this worker runs without it.
+        env.pop("COVERAGE_PROCESS_CONFIG", None)
     command = [
         str(executable),
         *gunicorn_options(),
