@@ -372,12 +372,16 @@ def worker_snapshot(app: Flask, state: ResilienceState, health: HealthState) -> 
 
 def write_worker_snapshot(app: Flask, state: ResilienceState, health: HealthState) -> None:
     """Write this worker's snapshot for the dashboard; the monitor's thread calls it
-    every interval, sampling or not. A folder it cannot write to is logged, and
-    the monitor carries on."""
+    every interval, sampling or not. A folder it cannot write to is logged once
+    (again after a write succeeded), and the monitor carries on."""
     snapshot = worker_snapshot(app, state, health)
     try:
         health.workers.write(snapshot)
     except OSError:
-        health.log.warning(
-            "Writing the dashboard's snapshot to %s failed", health.workers.folder, exc_info=True
-        )
+        if not health.workers.failing:  # once, not every interval
+            folder = health.workers.folder
+            message = "Writing the dashboard's snapshot to %s failed"
+            health.log.warning(message, folder, exc_info=True)
+        health.workers.failing = True
+    else:
+        health.workers.failing = False

@@ -83,6 +83,7 @@ class WorkerSnapshots:
     def __init__(self, folder: Path, interval: float) -> None:
         self.folder = folder
         self.max_age = max(30.0, STALE_INTERVALS * interval)
+        self.failing = False  # the last write failed: the failure was logged already
 
     def path(self, pid: int) -> Path:
         return self.folder / f"{pid}.json"
