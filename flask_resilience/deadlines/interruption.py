@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -133,9 +135,16 @@ def interrupting_layer(app: Flask, budget_of: Any) -> Layer:
             started: float = environ.get(ENVIRON_STARTED) or time.perf_counter()
             alarm = _Alarm(started + budget)
             body: Iterable[bytes] | None = None
+            responded = False
+
+            def start_response_noted(*args: Any) -> Any:
+                nonlocal responded
+                responded = True
+                return start_response(*args)
+
             try:
                 try:
-                    body = wsgi_app(environ, start_response)
+                    body = wsgi_app(environ, start_response_noted)
                 finally:
                     alarm.disarm()
             except RequestInterrupted:
@@ -150,12 +159,24 @@ def interrupting_layer(app: Flask, budget_of: Any) -> Layer:
                     time.perf_counter() - started,
                     environ.get(ENVIRON_REQUEST_ID),
                 )
-                return _answer_504(app, environ, start_response)
+                # Interrupted after the app had started its answer (in a teardown,
+                # say): the 504 replaces it, which WSGI allows only with exc_info.
+                replace = partial(_restart_response, start_response) if responded else None
+                return _answer_504(app, environ, replace or start_response)
             return body
 
         return interrupting
 
     return layer
+
+
+def _restart_response(
+    start_response: StartResponse, status: str, headers: list[tuple[str, str]], *_: Any
+) -> Any:
+    try:
+        raise RequestInterrupted
+    except RequestInterrupted:
+        return start_response(status, headers, sys.exc_info())
 
 
 def _answer_504(
