@@ -112,13 +112,18 @@ bench: $(STAMP) | system-libmagic
 
 # The reliability harnesses: each starts its own PostgreSQL, Redis and gunicorn on
 # loopback, prints a table and writes it under docs/. `make soak SOAK_MINUTES=30`.
+# The load test and the chaos run serve the app with each of WORKER_CLASSES in turn:
+# `make chaos WORKER_CLASSES=gthread THREADS=8`.
 SOAK_MINUTES ?= 10
+WORKER_CLASSES ?= sync gthread
+THREADS ?= 4
+WORKER_OPTIONS = $(foreach class,$(WORKER_CLASSES),--worker-class $(class)) --threads $(THREADS)
 
 loadtest: $(STAMP) | system-libmagic
-	$(BIN)/python -m harness.loadtest
+	$(BIN)/python -m harness.loadtest $(WORKER_OPTIONS)
 
 chaos: $(STAMP) | system-libmagic
-	$(BIN)/python -m harness.chaos
+	$(BIN)/python -m harness.chaos $(WORKER_OPTIONS)
 
 instances: $(STAMP) | system-libmagic
 	$(BIN)/python -m harness.instances

@@ -12,6 +12,9 @@ a signal left unanswered, a server that stopped or never recovered. Targets of
 speed (recovery within 2 s, health polls answered within 2 s, nothing lost on a
 reload) depend on the machine and only show on the page. ``--smoke`` runs three
 short faults in under a minute, for the test suite.
+
+Each worker class of ``--worker-class`` (by default sync, then gthread) has a run of
+its own on a fresh stack, and a results table and a plot of its own on the page.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from harness import faults, report
 from harness.faults import Expect, Fault, Injection
 from harness.probe import ENDPOINTS, HEALTHY_MILLISECONDS, Prober
-from harness.stack import REQUEST_TIMEOUT, WORKERS, Stack
+from harness.stack import GTHREAD_THREADS, REQUEST_TIMEOUT, WORKER_CLASSES, Stack, Workers
 from harness.timeline import Window, plot, status_class
 from harness.traffic import Load, Request, read_requests
 from harness.watch import HealthWatch, Sample
@@ -113,6 +116,7 @@ class Trial:
 @dataclass(frozen=True)
 class Run:
     plan: Plan
+    workers: Workers
     started: float
     trials: list[Trial]
     requests: list[Request]
@@ -124,8 +128,8 @@ class Run:
 # -- running -------------------------------------------------------------------------
 
 
-def run(plan: Plan) -> Run:
-    with Stack() as stack:
+def run(plan: Plan, workers: Workers) -> Run:
+    with Stack(workers) as stack:
         request_log = stack.folder / "requests.csv"
         prober = Prober(stack)
         if not prober.log_in():
@@ -139,6 +143,7 @@ def run(plan: Plan) -> Run:
             load.stop()
         return Run(
             plan,
+            workers,
             load.started,
             trials,
             read_requests(request_log),
@@ -437,16 +442,16 @@ def table_text(results: Sequence[Result]) -> str:
     return report.table(HEADER, [row(n, r) for n, r in enumerate(results, 1)])
 
 
-def page_body(run: Run, results: Sequence[Result], plot_name: str) -> str:
-    plan = run.plan
-    duration = max((r.end for r in run.requests), default=run.started) - run.started
-    faults_table = report.table(
-        ("#", "Fault", "How it is injected", "What health should say"),
-        [
-            (n, r.trial.fault.name, r.trial.fault.how, r.trial.fault.expect.value)
-            for n, r in enumerate(results, 1)
-        ],
-    )
+@dataclass(frozen=True)
+class Judged:
+    """One run of the faults and its results, with the plot drawn of it."""
+
+    run: Run
+    results: list[Result]
+    plot_name: str
+
+
+def fault_notes(results: Sequence[Result]) -> list[str]:
     notes = []
     for number, result in enumerate(results, 1):
         lines = [
@@ -463,30 +468,57 @@ def page_body(run: Run, results: Sequence[Result], plot_name: str) -> str:
         notes.append(
             f"{number}. **{result.trial.fault.name}**.{why} Measured: " + "; ".join(lines) + "."
         )
+    return notes
+
+
+def results_section(judged: Judged) -> list[str]:
+    run = judged.run
+    duration = max((r.end for r in run.requests), default=run.started) - run.started
+    return [
+        f"## Results: {run.workers.label}",
+        "",
+        f"Run of {duration:.0f} s.",
+        "",
+        table_text(judged.results),
+        "",
+        *(f"- {line}" for line in summary_lines(run)),
+        "",
+        f"![Latency, answers per second and health over the run]({judged.plot_name})",
+        "",
+        "Red: from the injection until the dependency is back (or the signal);"
+        " orange: until every endpoint is healthy again.",
+        "",
+    ]
+
+
+def page_body(runs: Sequence[Judged]) -> str:
+    plan = runs[0].run.plan
+    servers = ", then ".join(judged.run.workers.label for judged in runs)
+    each = ", each in a run of its own on a fresh stack" if len(runs) > 1 else ""
+    faults_table = report.table(
+        ("#", "Fault", "How it is injected", "What health should say"),
+        [
+            (n, r.trial.fault.name, r.trial.fault.how, r.trial.fault.expect.value)
+            for n, r in enumerate(runs[0].results, 1)
+        ],
+    )
+    notes = []
+    for judged in runs:
+        notes += [f"### {judged.run.workers.label}", "", *fault_notes(judged.results), ""]
     return "\n".join(
         [
             f"{plan.users} simulated users (locust, `harness/locustfile.py`) and two load"
-            f" balancers' readiness probes load the example app for the whole run"
-            f" ({duration:.0f} s): gunicorn with {WORKERS} sync workers, PostgreSQL and Redis,"
-            f" all on loopback, request deadline {REQUEST_TIMEOUT} s. The faults come one"
-            " at a time; after each, the harness waits until every endpoint is healthy,"
-            f" then lets the app settle {plan.settle:g} s before the next.",
+            " balancers' readiness probes load the example app for the whole run: gunicorn"
+            f" with {servers}{each}; PostgreSQL and Redis, all on loopback, request deadline"
+            f" {REQUEST_TIMEOUT} s. The faults come one at a time; after each, the harness"
+            " waits until every endpoint is healthy, then lets the app settle"
+            f" {plan.settle:g} s before the next.",
             "",
             "## The faults",
             "",
             faults_table,
             "",
-            "## Results",
-            "",
-            table_text(results),
-            "",
-            *(f"- {line}" for line in summary_lines(run)),
-            "",
-            f"![Latency, answers per second and health over the run]({plot_name})",
-            "",
-            "Red: from the injection until the dependency is back (or the signal);"
-            " orange: until every endpoint is healthy again.",
-            "",
+            *(line for judged in runs for line in results_section(judged)),
             "## How the figures are taken",
             "",
             "- **Window**: from the injection until every endpoint is healthy again and what"
@@ -515,7 +547,7 @@ def page_body(run: Run, results: Sequence[Result], plot_name: str) -> str:
             "",
             *notes,
         ]
-    )
+    ).rstrip()
 
 
 def strip_prefix(line: str) -> str:
@@ -535,42 +567,70 @@ def windows(results: Iterable[Result]) -> list[Window]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="three short faults, < 1 minute")
-    parser.add_argument(
-        "--output", type=Path, default=report.DOCS, help="folder of chaos.md and chaos.png"
-    )
-    args = parser.parse_args(argv)
-    plan = SMOKE if args.smoke else FULL
-    outcome = run(plan)
+def plot_name(workers: Workers) -> str:
+    """``chaos.png`` for the sync run, ``chaos-gthread.png`` for the gthread one."""
+    return "chaos.png" if workers.kind == "sync" else f"chaos-{workers.kind}.png"
+
+
+def run_and_judge(plan: Plan, workers: Workers, output: Path, command: str) -> Judged:
+    outcome = run(plan, workers)
     results = [judge(trial, outcome) for trial in outcome.trials]
+    print(workers.label)
     print(table_text(results))
     for line in summary_lines(outcome):
         print(line)
-
-    args.output.mkdir(parents=True, exist_ok=True)
-    command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")
+    name = plot_name(workers)
     plot(
-        args.output / "chaos.png",
+        output / name,
         outcome.requests,
         outcome.samples,
         windows(results),
         outcome.started,
-        f"{command}: {plan.users} users, faults one at a time",
+        f"{command}: {plan.users} users, {workers.label}, faults one at a time",
     )
+    return Judged(outcome, results, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="three short faults, < 1 minute")
+    parser.add_argument(
+        "--worker-class",
+        action="append",
+        choices=WORKER_CLASSES,
+        help="gunicorn's worker class; repeat it for a run of each (default: sync, then gthread)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=GTHREAD_THREADS, help="threads of each gthread worker"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=report.DOCS, help="folder of chaos.md and its plots"
+    )
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else FULL
+    classes = args.worker_class or list(WORKER_CLASSES)
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")
+    runs = [
+        run_and_judge(plan, Workers.of(kind, args.threads), args.output, command)
+        for kind in classes
+    ]
     page = report.write_page(
         "chaos",
         "Chaos: the example app under load while things fail",
-        page_body(outcome, results, "chaos.png"),
+        page_body(runs),
         command,
         folder=args.output,
     )
-    print(f"Wrote {page} and {args.output / 'chaos.png'}")
+    print(f"Wrote {page} and its plots {', '.join(judged.plot_name for judged in runs)}")
 
-    missed = [m for r in results for m in r.wrong()]
-    if not whole_run(outcome).clean:
-        missed.append("the whole run: a 500, a traceback or an error body")
+    missed = []
+    for judged in runs:
+        label = judged.run.workers.label
+        missed += [f"{m} ({label})" for r in judged.results for m in r.wrong()]
+        if not whole_run(judged.run).clean:
+            missed.append(f"the whole run with {label}: a 500, a traceback or an error body")
     if missed:
         print(f"Targets of correctness missed: {', '.join(missed)}", file=sys.stderr)
         return 1

@@ -46,23 +46,64 @@ REQUEST_TIMEOUT = 2
 #: A request that waited longer than this for a worker is answered 503 at once.
 MAX_QUEUE_TIME = 1
 
+WORKER_CLASSES = ("sync", "gthread")
+GTHREAD_THREADS = 4
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How gunicorn serves the app: how many workers, of which class, with how many
+    threads each (gthread)."""
+
+    count: int = WORKERS
+    kind: str = "sync"
+    threads: int = 1
+
+    @classmethod
+    def of(cls, kind: str, threads: int = GTHREAD_THREADS, count: int = WORKERS) -> Workers:
+        """``kind`` workers, with ``threads`` each where the class has threads."""
+        if kind not in WORKER_CLASSES:
+            raise ValueError(f"worker class {kind!r}: expected one of {WORKER_CLASSES}")
+        return cls(count, kind, threads if kind == "gthread" else 1)
+
+    @property
+    def label(self) -> str:
+        """``4 sync workers`` or ``4 gthread workers of 4 threads``."""
+        threads = f" of {self.threads} threads" if self.kind == "gthread" else ""
+        return f"{self.count} {self.kind} workers{threads}"
+
+    @property
+    def options(self) -> list[str]:
+        # Both given every time: a ``threads`` setting of the configuration file would
+        # otherwise turn sync workers into gthread ones.
+        return [
+            "--workers",
+            str(self.count),
+            "--worker-class",
+            self.kind,
+            "--threads",
+            str(self.threads),
+        ]
+
 
 class Stack:
     """PostgreSQL, Redis and the example app under gunicorn, all on 127.0.0.1."""
 
     def __init__(
         self,
-        workers: int = WORKERS,
+        workers: Workers | int = WORKERS,
         *,
         gunicorn_args: Sequence[str] = (),
         environment: Mapping[str, str] | None = None,
     ) -> None:
-        """:param gunicorn_args: options added to gunicorn's command line, which win over
+        """:param workers: gunicorn's workers (a number: that many sync workers).
+        :param gunicorn_args: options added to gunicorn's command line, which win over
         the configuration file (``("--max-requests", "0")`` stops worker recycling).
         :param environment: variables added to the app's environment
         (``FLASK_RESILIENCE_*`` keys set the extension's settings).
         """
-        self.workers = workers
+        self.worker_setup = Workers(workers) if isinstance(workers, int) else workers
+        self.workers = self.worker_setup.count
         self.gunicorn_args = tuple(gunicorn_args)
         self.extra_environment = dict(environment or {})
         self.folder = Path(tempfile.mkdtemp(prefix="flask-resilience-harness-"))
@@ -103,8 +144,7 @@ class Stack:
             str(BIN / "gunicorn"),
             "--config",
             str(ROOT / "example_app" / "gunicorn.conf.py"),
-            "--workers",
-            str(self.workers),
+            *self.worker_setup.options,
             "--bind",
             f"{LOCALHOST}:{port}",
             *gunicorn_options(),

@@ -341,8 +341,8 @@ def client(app: Flask, resilience: Resilience) -> FlaskClient:
 
 
 @pytest.fixture
-def harness_smoke(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[str]]:
-    """Run ``python -m harness.<name> --smoke``, its page written to ``tmp_path``.
+def harness_smoke(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python -m harness.<name> --smoke [options]``, its page written to ``tmp_path``.
 
     The harnesses start their own PostgreSQL and Redis: without the binaries the
     test is skipped (a failure under CI).
@@ -351,9 +351,17 @@ def harness_smoke(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess
         if reason is not None:
             skip_or_fail(reason)
 
-    def run(name: str) -> subprocess.CompletedProcess[str]:
+    def run(name: str, *options: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", f"harness.{name}", "--smoke", "--output", str(tmp_path)],
+            [
+                sys.executable,
+                "-m",
+                f"harness.{name}",
+                "--smoke",
+                "--output",
+                str(tmp_path),
+                *options,
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -28,13 +28,16 @@ def counted(text: str) -> dict[str, int]:
 
 
 def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
-    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+    tmp_path: Path, harness_smoke: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    run = harness_smoke("chaos")
+    # gthread workers: the sync ones are what the load test's smoke run serves with too.
+    run = harness_smoke("chaos", "--worker-class", "gthread")
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
 
-    rows = table_rows((tmp_path / "chaos.md").read_text())
+    page = (tmp_path / "chaos.md").read_text()
+    assert "## Results: 4 gthread workers of 4 threads" in page
+    rows = table_rows(page)
     assert list(rows) == ["PostgreSQL stopped 6 s", "Redis stopped 4 s", "worker killed (SIGKILL)"]
     for name, cells in rows.items():
         assert cells[4] == "0 met", (name, output)  # no 500
@@ -46,5 +49,5 @@ def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
     assert counted(ready).get("503", 0) > 0, output
     assert "503" not in counted(rows["Redis stopped 4 s"][3]), output  # rate limits fail open
 
-    plot = (tmp_path / "chaos.png").read_bytes()
+    plot = (tmp_path / "chaos-gthread.png").read_bytes()
     assert plot.startswith(b"\x89PNG\r\n\x1a\n") and len(plot) > 20_000

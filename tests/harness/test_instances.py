@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_what_one_instance_decides_holds_on_the_other(
-    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+    tmp_path: Path, harness_smoke: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     run = harness_smoke("instances")
     output = run.stdout + run.stderr

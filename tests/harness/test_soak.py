@@ -26,7 +26,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_smoke_run_samples_every_worker_and_writes_the_page_and_plot(
-    tmp_path: Path, harness_smoke: Callable[[str], subprocess.CompletedProcess[str]]
+    tmp_path: Path, harness_smoke: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     result = harness_smoke("soak")
     assert result.returncode == 0, result.stdout + result.stderr
