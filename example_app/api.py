@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadGateway
 
 from flask_resilience import (
     ProblemError,
+    bulkhead,
     org_access_required,
     permission_required,
     request_timeout,
@@ -40,6 +41,11 @@ from .stats import organization_stats
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 limit_basic_auth_failures(bp)
+
+# Every view that reads the documents table takes a slot of this one bulkhead: while
+# the table is slow, those views answer 503 at once once its slots are taken, and the
+# worker's other threads stay free (RESILIENCE_BULKHEAD_MAX_CONCURRENT in config.py).
+documents_bulkhead = bulkhead(name="documents")
 
 
 @bp.before_request
@@ -101,6 +107,7 @@ def me() -> ResponseReturnValue:
 
 @bp.get("/documents")
 @permission_required("documents:read")
+@documents_bulkhead
 def list_documents() -> ResponseReturnValue:
     return document_page(current_account().organization_id)
 
@@ -110,6 +117,7 @@ def list_documents() -> ResponseReturnValue:
 # nothing about it, and costs the server nothing.
 @permission_required("documents:write")
 @validate_uploads("file", policy=DOCUMENT_UPLOADS, max_files=1)
+@documents_bulkhead
 def upload_document() -> ResponseReturnValue:
     # A refused file never gets here: the decorator answers 400, 413 or 415 with
     # problem+json naming the reason.
@@ -124,12 +132,14 @@ def upload_document() -> ResponseReturnValue:
 
 @bp.get("/documents/<int:doc_id>")
 @permission_required("documents:read")
+@documents_bulkhead
 def document_detail(doc_id: int) -> ResponseReturnValue:
     return document_json(own_document(doc_id))
 
 
 @bp.get("/documents/<int:doc_id>/download")
 @permission_required("documents:read")
+@documents_bulkhead
 def download_document(doc_id: int) -> ResponseReturnValue:
     document = own_document(doc_id)
     # An attachment the browser will not sniff; a 404 if the file has gone from the disk.
@@ -146,6 +156,7 @@ def download_document(doc_id: int) -> ResponseReturnValue:
 # The organization is in the address, so asking for another one is a 403, not a 404:
 # it reveals nothing the caller could not guess. Single documents stay 404 (own_document).
 @org_access_required(org_id_arg="org_id")
+@documents_bulkhead
 def organization_documents(org_id: int) -> ResponseReturnValue:
     return document_page(org_id)
 
@@ -153,6 +164,7 @@ def organization_documents(org_id: int) -> ResponseReturnValue:
 @bp.get("/stats")
 @permission_required("stats:read")
 @request_timeout(10)  # aggregates: a statement still running after 10 s is cancelled (504)
+@documents_bulkhead
 def stats() -> ResponseReturnValue:
     return organization_stats(current_account().organization_id)
 

@@ -50,6 +50,10 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
         # running then is interrupted and answered 504 (gunicorn's timeout is longer).
         RESILIENCE_REQUEST_TIMEOUT=10,
         RESILIENCE_INTERRUPT_ON_DEADLINE=True,
+        # The views that read the documents share one bulkhead (api.py): with gthread
+        # workers of 4 threads, a slow documents table takes 3 of them at most, and the
+        # fourth answers the health probes and the other views.
+        RESILIENCE_BULKHEAD_MAX_CONCURRENT=3,
     )
     if redis_url := os.environ.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = redis_url

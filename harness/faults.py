@@ -150,7 +150,11 @@ def table_locked(seconds: float) -> Fault:
             "Statements waiting on the lock are cancelled at the 2 s request deadline (504)."
             " `/api/stats` has a 10 s budget and waits the lock out. With sync workers, while"
             " every worker waits, nothing else is answered, `/health/live` included; users'"
-            " requests that waited more than 1 s for a worker are then shed (503)."
+            " requests that waited more than 1 s for a worker are then shed (503). With"
+            " gthread workers, the views of the documents share a bulkhead of 3 slots per"
+            " worker (the example app's `RESILIENCE_BULKHEAD_MAX_CONCURRENT`): once they are"
+            " taken, those views answer 503 at once, and each worker's fourth thread answers"
+            " the health probes and the other views."
         ),
     )
 
@@ -419,10 +423,11 @@ def graceful_reload() -> Fault:
         Expect.PROCESSES_REPLACED,
         inject,
         why=(
-            "gunicorn forks the new workers and stops the old ones at once; the new ones take"
-            " a few seconds on two busy cores to import and build the app (no preload_app),"
-            " and requests wait in the listen backlog meanwhile: none is lost, and those that"
-            " waited more than 1 s for a worker are shed (503)."
+            "gunicorn forks the new workers and stops the old ones at once. The app was built"
+            " once in the master (`preload_app` in the example's `gunicorn.conf.py`), so a new"
+            " worker serves as soon as it is forked, instead of importing and building the app"
+            " for a few seconds on two busy cores; the old ones finish their requests first."
+            " None is lost; requests that waited more than 1 s for a worker are shed (503)."
         ),
         lossless=True,
         aftermath=_workers_replaced,
