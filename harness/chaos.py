@@ -31,7 +31,7 @@ from pathlib import Path
 from harness import faults, report
 from harness.faults import Expect, Fault, Injection
 from harness.probe import ENDPOINTS, HEALTHY_MILLISECONDS, Prober
-from harness.stack import GTHREAD_THREADS, REQUEST_TIMEOUT, WORKER_CLASSES, Stack, Workers
+from harness.stack import REQUEST_TIMEOUT, Stack, Workers, add_worker_options, workers_chosen
 from harness.timeline import Window, plot, status_class
 from harness.traffic import Load, Request, read_requests
 from harness.watch import HealthWatch, Sample
@@ -594,28 +594,16 @@ def run_and_judge(plan: Plan, workers: Workers, output: Path, command: str) -> J
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="three short faults, < 1 minute")
-    parser.add_argument(
-        "--worker-class",
-        action="append",
-        choices=WORKER_CLASSES,
-        help="gunicorn's worker class; repeat it for a run of each (default: sync, then gthread)",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=GTHREAD_THREADS, help="threads of each gthread worker"
-    )
+    add_worker_options(parser)
     parser.add_argument(
         "--output", type=Path, default=report.DOCS, help="folder of chaos.md and its plots"
     )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
-    classes = args.worker_class or list(WORKER_CLASSES)
 
     args.output.mkdir(parents=True, exist_ok=True)
     command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")
-    runs = [
-        run_and_judge(plan, Workers.of(kind, args.threads), args.output, command)
-        for kind in classes
-    ]
+    runs = [run_and_judge(plan, workers, args.output, command) for workers in workers_chosen(args)]
     page = report.write_page(
         "chaos",
         "Chaos: the example app under load while things fail",

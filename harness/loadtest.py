@@ -22,13 +22,13 @@ from pathlib import Path
 from harness.probe import Prober
 from harness.report import DOCS, table, verdict, write_page
 from harness.stack import (
-    GTHREAD_THREADS,
     MAX_QUEUE_TIME,
     REQUEST_TIMEOUT,
-    WORKER_CLASSES,
     Stack,
     Workers,
+    add_worker_options,
     wait_seconds,
+    workers_chosen,
 )
 from harness.traffic import Load, Request, Summary, summarize
 
@@ -228,23 +228,14 @@ within a second.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.loadtest", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="one level of 10 users for 10 s")
-    parser.add_argument(
-        "--worker-class",
-        action="append",
-        choices=WORKER_CLASSES,
-        help="gunicorn's worker class; repeat it for a run of each (default: sync, then gthread)",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=GTHREAD_THREADS, help="threads of each gthread worker"
-    )
+    add_worker_options(parser)
     parser.add_argument("--output", type=Path, default=DOCS, help="folder for load.md")
     arguments = parser.parse_args(argv)
     levels, seconds = ((10,), 8.0) if arguments.smoke else (LEVELS, float(STEADY_SECONDS))
 
     runs = []
     met = True
-    for kind in arguments.worker_class or WORKER_CLASSES:
-        workers = Workers.of(kind, arguments.threads)
+    for workers in workers_chosen(arguments):
         results = run(levels, seconds, workers)
         runs.append((workers, results))
         print(workers.label)

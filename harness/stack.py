@@ -9,6 +9,7 @@ stack stops every process it started and deletes every folder it made.
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -84,6 +85,25 @@ class Workers:
             "--threads",
             str(self.threads),
         ]
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """``--worker-class`` (repeatable) and ``--threads``, read back by :func:`workers_chosen`."""
+    parser.add_argument(
+        "--worker-class",
+        action="append",
+        choices=WORKER_CLASSES,
+        help="gunicorn's worker class; repeat it for a run of each (default: sync, then gthread)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=GTHREAD_THREADS, help="threads of each gthread worker"
+    )
+
+
+def workers_chosen(arguments: argparse.Namespace) -> list[Workers]:
+    """The worker setups of ``--worker-class`` in order: by default sync, then gthread."""
+    classes = arguments.worker_class or WORKER_CLASSES
+    return [Workers.of(kind, arguments.threads) for kind in classes]
 
 
 class Stack:
