@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis as redis_lib
@@ -14,6 +16,7 @@ import requests
 from flask import Flask
 
 from flask_resilience import Resilience, retry_on_failure
+from flask_resilience.retry.budget import _RETRY_REDIS_AFTER
 from tests.breakers.helpers import unique
 from tests.outbound.upstream import UpstreamServer
 from tests.support.servers import free_port
@@ -92,11 +95,20 @@ def test_the_budget_counts_in_the_process_while_redis_is_unreachable(
     Resilience(app)
     caplog.set_level(logging.WARNING)
 
+    started = time.monotonic()
     burst(app, failing_fetch(upstream, unique("budget")), 50)
+    elapsed = time.monotonic() - started
 
     assert upstream.hits("/fail") == 60
-    unreachable = [r for r in caplog.records if "is unreachable" in r.getMessage()]
-    assert len(unreachable) == 1  # then Redis is left alone for a while
+    # Redis is tried again only after a pause that doubles each time, however many
+    # calls came in between: one warning per pause that the burst outlasted.
+    pauses = [
+        cast("tuple[object, ...]", r.args)[2]
+        for r in caplog.records
+        if "is unreachable" in r.getMessage()
+    ]
+    assert pauses == [_RETRY_REDIS_AFTER[0] * 2**n for n in range(len(pauses))]
+    assert sum(pauses[:-1]) <= elapsed
 
 
 # --- shared through Redis by two processes --------------------------------------

@@ -129,10 +129,18 @@ def test_query_timeout_outside_a_request_cancels_the_statement(
     with app.app_context():
         dialect = db.engine.dialect.name
         started = time.perf_counter()
-        with query_timeout(0.3), pytest.raises(sa.exc.OperationalError) as raised:
+        # A killed SLEEP() on MariaDB may end quietly (the deadline is raised at its
+        # end) or with "query execution was interrupted", by when the kill landed.
+        with query_timeout(0.3), pytest.raises(
+            (sa.exc.OperationalError, RequestDeadlineExceeded)
+        ) as raised:
             db.session.execute(sa.text(SLEEP[dialect].format(seconds=3)))
         assert time.perf_counter() - started <= 0.8
         # What a view would have answered: the deadline's 504, not an outage's 503.
-        assert isinstance(classify_database_error(raised.value), RequestDeadlineExceeded)
+        error = raised.value
+        if isinstance(error, sa.exc.OperationalError):
+            assert isinstance(classify_database_error(error), RequestDeadlineExceeded)
+        else:
+            assert dialect != "postgresql"  # PostgreSQL's cancel always fails the statement
         db.session.rollback()
         assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
