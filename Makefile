@@ -80,8 +80,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite in PYTEST_PROCESSES processes (pytest-xdist; 0 runs it in this one), each
+# with throwaway servers of its own; the harnesses' smoke runs all in one of them.
+PYTEST_PROCESSES ?= 2
+PYTEST_OPTIONS = --numprocesses $(PYTEST_PROCESSES) --dist loadgroup
+
 pytest: $(STAMP) | system-packages
-	$(BIN)/pytest --cov --cov-branch --cov-report=term-missing --cov-fail-under=90
+	$(BIN)/pytest $(PYTEST_OPTIONS) --cov --cov-branch --cov-report=term-missing --cov-fail-under=90
 
 test: system-packages lint typecheck pytest
 
@@ -105,7 +110,7 @@ $(OLDEST_STAMP): pyproject.toml | $(BIN)/uv
 
 test-oldest: $(OLDEST_STAMP) | system-packages
 	$(BIN)/uv pip list --python $(OLDEST_VENV)/bin/python
-	$(OLDEST_VENV)/bin/pytest
+	$(OLDEST_VENV)/bin/pytest $(PYTEST_OPTIONS)
 
 bench: $(STAMP) | system-libmagic
 	$(BIN)/python -m bench

@@ -103,7 +103,7 @@ def test_the_budget_counts_in_the_process_while_redis_is_unreachable(
     # Redis is tried again only after a pause that doubles each time, however many
     # calls came in between: one warning per pause that the burst outlasted.
     pauses = [
-        cast("tuple[object, ...]", r.args)[2]
+        cast("tuple[str, Exception, float]", r.args)[2]
         for r in caplog.records
         if "is unreachable" in r.getMessage()
     ]

@@ -131,9 +131,10 @@ def test_query_timeout_outside_a_request_cancels_the_statement(
         started = time.perf_counter()
         # A killed SLEEP() on MariaDB may end quietly (the deadline is raised at its
         # end) or with "query execution was interrupted", by when the kill landed.
-        with query_timeout(0.3), pytest.raises(
-            (sa.exc.OperationalError, RequestDeadlineExceeded)
-        ) as raised:
+        with (
+            query_timeout(0.3),
+            pytest.raises((sa.exc.OperationalError, RequestDeadlineExceeded)) as raised,
+        ):
             db.session.execute(sa.text(SLEEP[dialect].format(seconds=3)))
         assert time.perf_counter() - started <= 0.8
         # What a view would have answered: the deadline's 504, not an outage's 503.

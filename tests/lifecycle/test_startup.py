@@ -158,8 +158,8 @@ def test_warnings_never_fail_the_check(make_app: Callable[..., Flask]) -> None:
         ("dev", "fail"),
         ("short-key", "fail"),
         ("a" * 40, "fail"),
-        (os.urandom(8), "fail"),
-        (os.urandom(24), "pass"),
+        pytest.param(os.urandom(8), "fail", id="8 random bytes"),
+        pytest.param(os.urandom(24), "pass", id="24 random bytes"),
         ("kX9-2mQ_vL7pR4tZ8wN1yB6cF3hJ5sD0", "pass"),
     ],
 )
