@@ -50,6 +50,14 @@ class Expect(enum.Enum):
     REDIS_DOWN = "rate limits fail open: ready 200 throughout; live 200"
     PROCESSES_REPLACED = "the other workers serve: ready and live 200 throughout"
     SHUTDOWN = "no ready 200 once the shutdown began; live may go with the process"
+    DATABASE_SLOW = (
+        "the readiness check's round trips outlast its 1 s timeout: ready 503 at least once"
+        " while the link is slow; live 200"
+    )
+    DATABASE_LOSSY = (
+        "the database answers, late when a packet is lost: ready 200 at least once,"
+        " otherwise 503, every poll answered; live 200"
+    )
 
 
 @dataclass
@@ -80,6 +88,8 @@ class Fault:
     """Waits, once recovery is measured, for what follows (workers replaced) and notes it."""
     why: str = ""
     """How the app and the server deal with it, for the reader of the figures."""
+    network: bool = False
+    """Degrades the link to PostgreSQL: needs the stack's network namespace."""
 
 
 # -- PostgreSQL -----------------------------------------------------------------
@@ -219,6 +229,91 @@ def _fill(url: str, held: ExitStack, limit: int) -> int:
             return opened
         opened += 1
     return opened
+
+
+# -- the network between the app and PostgreSQL ---------------------------------------
+
+ROUND_TRIPS = 5
+"""``SELECT 1`` round trips the harness times on its own connection during a network fault."""
+
+
+def network_delayed(delay: float, seconds: float) -> Fault:
+    def inject(stack: Stack) -> Injection:
+        return _degraded(stack, seconds, delay=delay)
+
+    return Fault(
+        f"network delayed {delay * 1000:g} ms, {seconds:g} s",
+        "network delayed",
+        f"Every packet from the app to PostgreSQL held {delay * 1000:g} ms on the link to the"
+        f" database's network namespace (each round trip {delay * 1000:g} ms longer), for"
+        f" {seconds:g} s; then the link is clean again.",
+        Expect.DATABASE_SLOW,
+        inject,
+        why=(
+            "Each statement is a round trip and a request makes several (the pool's ping,"
+            " BEGIN, its queries, the rollback), so the 2 s deadline runs out between them:"
+            " the next statement is refused or interrupted and the request answered 504. The"
+            " server is never slow, so PostgreSQL's statement timeout never fires: the"
+            " deadline is kept by the app. The readiness check's four round trips outlast"
+            " its 1 s timeout: ready 503 once each worker's cached result has expired."
+        ),
+        network=True,
+    )
+
+
+def network_lossy(loss: float, seconds: float) -> Fault:
+    def inject(stack: Stack) -> Injection:
+        return _degraded(stack, seconds, loss=loss)
+
+    return Fault(
+        f"network losing {loss:.0%} of packets, {seconds:g} s",
+        "network lossy",
+        f"{loss:.0%} of the packets from the app to PostgreSQL dropped at random on the link"
+        f" to the database's network namespace, for {seconds:g} s; then the link is clean"
+        " again.",
+        Expect.DATABASE_LOSSY,
+        inject,
+        why=(
+            "TCP resends what was lost, after a retransmission timeout of 200 ms at least"
+            " (a lost SYN of a new connection: 1 s): most requests are answered in time, a"
+            " few late or 504 at their deadline, and readiness is 503 when a check's lost"
+            " packet made it miss its 1 s timeout."
+        ),
+        network=True,
+    )
+
+
+def _degraded(stack: Stack, seconds: float, *, delay: float = 0.0, loss: float = 0.0) -> Injection:
+    """The link degraded ``seconds``, with what the harness's own round trips took."""
+    link = stack.link
+    if link is None:
+        raise RuntimeError("a network fault needs a stack made with network=True")
+    dropped = link.dropped()
+    with _connect(stack.database_url) as connection:
+        injected = time.time()
+        link.degrade(delay=delay, loss=loss)
+        took = [_round_trip(connection) for _ in range(ROUND_TRIPS)]
+        time.sleep(max(0.0, injected + seconds - time.time()))
+        link.restore()
+        returned = time.time()
+        after = _round_trip(connection)
+    notes = [
+        f"shaped by {link.mechanism}",
+        f"the harness's `SELECT 1` took {_seconds(took)} during the fault, {after * 1000:.1f} ms"
+        " after it",
+        f"{link.dropped() - dropped} packets toward PostgreSQL dropped",
+    ]
+    return Injection(injected, returned, notes)
+
+
+def _round_trip(connection: psycopg.Connection[tuple[object, ...]]) -> float:
+    started = time.perf_counter()
+    connection.execute("SELECT 1").fetchone()
+    return time.perf_counter() - started
+
+
+def _seconds(durations: list[float]) -> str:
+    return ", ".join(f"{duration:.2f}" for duration in durations) + " s"
 
 
 # -- Redis -----------------------------------------------------------------------
