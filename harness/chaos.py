@@ -10,8 +10,14 @@ It exits 1 when a target of correctness is missed: a 500, a health endpoint that
 lied, a crash logged, an error body with a traceback or not problem+json, a request in flight at
 a signal left unanswered, a server that stopped or never recovered. Targets of
 speed (recovery within 2 s, health polls answered within 2 s, nothing lost on a
-reload) depend on the machine and only show on the page. ``--smoke`` runs three
-short faults in under a minute, for the test suite.
+reload, no client of a network fault kept past the deadline) depend on the machine
+and only show on the page. ``--smoke`` runs four short faults in about a minute, for
+the test suite; ``--fault`` runs only the faults named.
+
+The network faults slow down and lose the packets between the app and PostgreSQL,
+which then runs in a network namespace of the harness (:mod:`harness.network`).
+They need root and iproute2; elsewhere they are skipped, with a message printed and
+on the page.
 
 Each worker class of ``--worker-class`` (by default sync, then gthread) has a run of
 its own on a fresh stack, and a results table and a plot of its own on the page.
@@ -557,6 +563,12 @@ def network_text(runs: Sequence[Judged], skipped: str) -> list[str]:
     ]
 
 
+def where_servers(runs: Sequence[Judged]) -> str:
+    if any(judged.run.network for judged in runs):
+        return "Redis on loopback, PostgreSQL in a network namespace of its own (below)"
+    return "PostgreSQL and Redis, all on loopback"
+
+
 def page_body(runs: Sequence[Judged], skipped: str = "") -> str:
     plan = runs[0].run.plan
     servers = ", then ".join(judged.run.workers.label for judged in runs)
@@ -575,7 +587,7 @@ def page_body(runs: Sequence[Judged], skipped: str = "") -> str:
         [
             f"{plan.users} simulated users (locust, `harness/locustfile.py`) and two load"
             " balancers' readiness probes load the example app for the whole run: gunicorn"
-            f" with {servers}{each}; PostgreSQL and Redis, all on loopback, request deadline"
+            f" with {servers}{each}; {where_servers(runs)}, request deadline"
             f" {REQUEST_TIMEOUT} s. The faults come one at a time; after each, the harness"
             " waits until every endpoint is healthy, then lets the app settle"
             f" {plan.settle:g} s before the next.",

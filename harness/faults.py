@@ -4,7 +4,9 @@ Each fault's ``inject`` breaks something, holds it broken, puts it right again
 and returns the times of both; what the harness itself opened for the fault (a
 connection holding a lock, the connections filling PostgreSQL) is closed on
 the way out, whatever happens. A server the fault stopped is started again by
-the fault, or cleaned up with the stack if the run is interrupted.
+the fault, or cleaned up with the stack if the run is interrupted. The network
+faults degrade the stack's link to PostgreSQL (:mod:`harness.network`) and make
+it clean again; the link goes with the stack.
 """
 
 from __future__ import annotations
@@ -274,10 +276,10 @@ def network_lossy(loss: float, seconds: float) -> Fault:
         Expect.DATABASE_LOSSY,
         inject,
         why=(
-            "TCP resends what was lost, after a retransmission timeout of 200 ms at least"
-            " (a lost SYN of a new connection: 1 s): most requests are answered in time, a"
-            " few late or 504 at their deadline, and readiness is 503 when a check's lost"
-            " packet made it miss its 1 s timeout."
+            "TCP resends what was lost after a retransmission timeout, 200 ms at least"
+            " (1 s for the SYN of a new connection): a request whose packet was lost is that"
+            " much later, and most are answered in time. Readiness is 503 only when a lost"
+            " packet made a check miss its 1 s timeout."
         ),
         network=True,
     )
@@ -298,9 +300,8 @@ def _degraded(stack: Stack, seconds: float, *, delay: float = 0.0, loss: float =
         returned = time.time()
         after = _round_trip(connection)
     notes = [
-        f"shaped by {link.mechanism}",
-        f"the harness's `SELECT 1` took {_seconds(took)} during the fault, {after * 1000:.1f} ms"
-        " after it",
+        f"the harness's `SELECT 1` took {_milliseconds(took)} during the fault,"
+        f" {after * 1000:.1f} ms after it",
         f"{link.dropped() - dropped} packets toward PostgreSQL dropped",
     ]
     return Injection(injected, returned, notes)
@@ -312,8 +313,8 @@ def _round_trip(connection: psycopg.Connection[tuple[object, ...]]) -> float:
     return time.perf_counter() - started
 
 
-def _seconds(durations: list[float]) -> str:
-    return ", ".join(f"{duration:.2f}" for duration in durations) + " s"
+def _milliseconds(durations: list[float]) -> str:
+    return ", ".join(f"{duration * 1000:.0f}" for duration in durations) + " ms"
 
 
 # -- Redis -----------------------------------------------------------------------

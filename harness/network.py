@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+NAMESPACE_PREFIX = "resilience-"
 NETEM = "tc netem on a veth pair"
 RELAY = "a relay of the harness between two TUN devices (the kernel has no netem)"
 
@@ -64,12 +65,44 @@ def unavailable_reason() -> str | None:
         return "making a network namespace needs root"
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed (apt-get install iproute2)"
-    probe = f"resilience-probe-{os.getpid()}"
+    probe = f"{NAMESPACE_PREFIX}{os.getpid()}-probe"
     made = _ip("netns", "add", probe, check=False)
-    _ip("netns", "delete", probe, check=False)
-    if made.returncode != 0:
-        return f"`ip netns add` failed: {made.stderr.strip()}"
+    try:
+        if made.returncode != 0:
+            return f"`ip netns add` failed: {made.stderr.strip()}"
+        if not os.path.exists(TUN_DEVICE) and not _netem_works_in(probe):
+            return f"the kernel has neither netem (sch_netem) nor TUN devices ({TUN_DEVICE})"
+    finally:
+        _ip("netns", "delete", probe, check=False)
     return None
+
+
+def _netem_works_in(namespace: str) -> bool:
+    veth = ("link", "add", "a", "type", "veth", "peer", "name", "b")
+    made = _ip("-n", namespace, *veth, check=False)
+    return made.returncode == 0 and NetemShaper.works("a", namespace)
+
+
+def remove_stale_namespaces() -> None:
+    """Delete the namespaces of harnesses that were killed before they could, and are
+    empty: their process is gone, and nothing runs in them any more."""
+    for line in _ip("netns", "list").stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        owner = name.removeprefix(NAMESPACE_PREFIX).split("-")[0]
+        if not name.startswith(NAMESPACE_PREFIX) or not owner.isdigit():
+            continue
+        if not _process_exists(int(owner)) and not _ip("netns", "pids", name).stdout.strip():
+            _ip("netns", "delete", name, check=False)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Shaper(Protocol):
@@ -112,8 +145,10 @@ class Link:
     """A network namespace for PostgreSQL and the degradable link that reaches it."""
 
     def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}{secrets.token_hex(1)}"
-        self.namespace = f"resilience-{tag}"
+        tag = secrets.token_hex(3)
+        # The owner's process id in the name tells a stale namespace (its owner killed)
+        # from one in use; the devices' names must fit in 15 characters.
+        self.namespace = f"{NAMESPACE_PREFIX}{os.getpid()}-{tag}"
         self.app_device = f"rsl{tag}a"
         self.server_device = f"rsl{tag}b"
         # Chosen now, so that a server can be told its address before the link is up.
@@ -126,6 +161,7 @@ class Link:
 
     def open(self) -> None:
         """Make the namespace and the link, and choose how to shape it."""
+        remove_stale_namespaces()
         _ip("netns", "add", self.namespace)
         self._made = True
         self._in_namespace("link", "set", "lo", "up")
@@ -225,9 +261,13 @@ class NetemShaper:
         self.device = device
 
     @staticmethod
-    def works(device: str) -> bool:
+    def works(device: str, namespace: str | None = None) -> bool:
         """Whether the kernel takes a netem qdisc (a kernel without ``sch_netem`` refuses)."""
-        return _tc("qdisc", "add", "dev", device, "root", "netem", "delay", "0ms").returncode == 0
+        if shutil.which("tc") is None:
+            return False
+        where = ("-n", namespace) if namespace else ()
+        added = _tc(*where, "qdisc", "add", "dev", device, "root", "netem", "delay", "0ms")
+        return added.returncode == 0
 
     def shape(self, delay: float, loss: float) -> None:
         _tc(

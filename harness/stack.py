@@ -4,7 +4,9 @@ A :class:`Stack` starts a private PostgreSQL and Redis on free loopback ports,
 fills the database with ``flask init-db``, and serves the example app with
 gunicorn (its own configuration file, with the hooks, and four workers). The
 harnesses load it, break its dependencies and signal its processes; closing the
-stack stops every process it started and deletes every folder it made.
+stack stops every process it started and deletes every folder it made. With
+``network=True`` PostgreSQL runs in a network namespace of its own instead, behind
+a link that the network faults degrade, which closing the stack removes too.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from harness.network import Link, unavailable_reason
+from harness.network import NAMESPACE_PREFIX, Link, remove_stale_namespaces, unavailable_reason
 from harness.stack import REQUEST_TIMEOUT
 from tests.support.servers import PostgresServer, libpq_conninfo, skip_or_fail
 
@@ -108,6 +109,24 @@ def test_closing_the_link_removes_the_namespace_and_its_devices() -> None:
     link.close()
     link.close()  # a second close is harmless
     assert not made & names_in_use()
+
+
+def test_a_namespace_left_by_a_killed_harness_is_removed_and_one_in_use_kept() -> None:
+    if reason := unavailable_reason():
+        skip_or_fail(f"no network namespace can be made: {reason}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"{NAMESPACE_PREFIX}{dead.pid}-stale"
+    in_use = f"{NAMESPACE_PREFIX}{os.getpid()}-in-use"
+    for name in (stale, in_use):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        remove_stale_namespaces()
+        assert stale not in names_in_use()
+        assert in_use in names_in_use()
+    finally:
+        for name in (stale, in_use):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
 def names_in_use() -> set[str]:
