@@ -675,6 +675,15 @@ def run_and_judge(plan: Plan, workers: Workers, output: Path, command: str) -> J
     return Judged(outcome, results, name)
 
 
+def network_faults_skipped(plan: Plan, reason: str | None) -> tuple[Plan, str]:
+    """The plan without its network faults when ``reason`` says why no network namespace
+    can be made, and the message that says so; the plan as it is otherwise."""
+    if reason is None:
+        return plan, ""
+    kept = tuple(fault for fault in plan.faults if not fault.network)
+    return replace(plan, faults=kept), f"The network faults are skipped: {reason}."
+
+
 def chosen(plan: Plan, labels: Sequence[str] | None) -> Plan:
     """The plan with only the faults labelled ``labels``, all of them without."""
     if not labels:
@@ -700,11 +709,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = chosen(SMOKE if args.smoke else FULL, args.fault)
-    skipped = ""
-    if any(fault.network for fault in plan.faults) and (reason := unavailable_reason()):
-        skipped = f"The network faults are skipped: {reason}."
+    reason = unavailable_reason() if any(fault.network for fault in plan.faults) else None
+    plan, skipped = network_faults_skipped(plan, reason)
+    if skipped:
         print(skipped, file=sys.stderr)
-        plan = replace(plan, faults=tuple(fault for fault in plan.faults if not fault.network))
 
     args.output.mkdir(parents=True, exist_ok=True)
     command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")

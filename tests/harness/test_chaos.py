@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import chaos
 from harness.network import unavailable_reason
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -82,3 +83,16 @@ def assert_the_deadline_ended_the_slow_requests(slow: list[str], output: str) ->
     assert counted(slow[3]).get("504", 0) > 0, output
     assert slow[5] == "0 met", output
     assert counted(ready_polls(slow)).get("503", 0) > 0, output
+
+
+def test_where_no_network_namespace_can_be_made_the_network_faults_are_skipped_saying_why() -> None:
+    reason = "making a network namespace needs root"
+    plan, message = chaos.network_faults_skipped(chaos.FULL, reason)
+    assert [fault.label for fault in chaos.FULL.faults if fault.network] == [
+        "network delayed",
+        "network lossy",
+    ]
+    assert plan.faults == tuple(fault for fault in chaos.FULL.faults if not fault.network)
+    assert message == f"The network faults are skipped: {reason}."
+    assert chaos.network_text([], message)[0].startswith(message)  # on the page
+    assert chaos.network_faults_skipped(chaos.SMOKE, None) == (chaos.SMOKE, "")
