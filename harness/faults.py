@@ -294,9 +294,11 @@ def _degraded(stack: Stack, seconds: float, *, delay: float = 0.0, loss: float =
     with _connect(stack.database_url) as connection:
         injected = time.time()
         link.degrade(delay=delay, loss=loss)
-        took = [_round_trip(connection) for _ in range(ROUND_TRIPS)]
-        time.sleep(max(0.0, injected + seconds - time.time()))
-        link.restore()
+        try:
+            took = [_round_trip(connection) for _ in range(ROUND_TRIPS)]
+            time.sleep(max(0.0, injected + seconds - time.time()))
+        finally:
+            link.restore()  # whatever happened, the next fault starts on a clean link
         returned = time.time()
         after = _round_trip(connection)
     notes = [
