@@ -10,8 +10,14 @@ It exits 1 when a target of correctness is missed: a 500, a health endpoint that
 lied, a crash logged, an error body with a traceback or not problem+json, a request in flight at
 a signal left unanswered, a server that stopped or never recovered. Targets of
 speed (recovery within 2 s, health polls answered within 2 s, nothing lost on a
-reload) depend on the machine and only show on the page. ``--smoke`` runs three
-short faults in under a minute, for the test suite.
+reload, no client of a network fault kept past the deadline) depend on the machine
+and only show on the page. ``--smoke`` runs four short faults in about a minute, for
+the test suite; ``--fault`` runs only the faults named.
+
+The network faults slow down and lose the packets between the app and PostgreSQL,
+which then runs in a network namespace of the harness (:mod:`harness.network`).
+They need root and iproute2; elsewhere they are skipped, with a message printed and
+on the page.
 
 Each worker class of ``--worker-class`` (by default sync, then gthread) has a run of
 its own on a fresh stack, and a results table and a plot of its own on the page.
@@ -25,13 +31,21 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import faults, report
 from harness.faults import Expect, Fault, Injection
+from harness.network import unavailable_reason
 from harness.probe import ENDPOINTS, HEALTHY_MILLISECONDS, Prober
-from harness.stack import REQUEST_TIMEOUT, Stack, Workers, add_worker_options, workers_chosen
+from harness.stack import (
+    MAX_QUEUE_TIME,
+    REQUEST_TIMEOUT,
+    Stack,
+    Workers,
+    add_worker_options,
+    workers_chosen,
+)
 from harness.timeline import Window, plot, status_class
 from harness.traffic import Load, Request, read_requests
 from harness.watch import HealthWatch, Sample
@@ -43,6 +57,11 @@ OBSERVED_AFTER = 3.0
 """Seconds after the return every fault's window lasts at least."""
 SHUTDOWN_GRACE = 0.2
 """Seconds a worker may take to hear of a SIGTERM its master passes on."""
+DEADLINE_GRACE = 1.0
+"""Seconds an answer may come after its deadline and its wait for a worker: over a slow
+link, the statement under way at the deadline is one more slow round trip."""
+ROUTE_DEADLINES = {"/api/stats": 10.0}
+"""Routes with a deadline of their own (the example app's ``@request_timeout(10)``)."""
 
 REFUSED = "ConnectionRefusedError"
 ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (\d{3}) ')
@@ -71,6 +90,8 @@ FULL = Plan(
         faults.connections_killed(),
         faults.table_locked(8),
         faults.slots_exhausted(8),
+        faults.network_delayed(0.3, 10),
+        faults.network_lossy(0.2, 10),
         faults.redis_stopped(10),
         faults.worker_killed(),
         faults.worker_killed_while_postgres_down(10),
@@ -84,7 +105,13 @@ SMOKE = Plan(
     users=10,
     warmup=4,
     settle=3,
-    faults=(faults.postgres_stopped(6), faults.redis_stopped(4), faults.worker_killed()),
+    faults=(
+        faults.postgres_stopped(6),
+        # Past the 5 s that a worker reuses a passing check, and the 1 s the next one takes.
+        faults.network_delayed(0.3, 8),
+        faults.redis_stopped(4),
+        faults.worker_killed(),
+    ),
     limit=100,
     smoke=True,
 )
@@ -123,13 +150,15 @@ class Run:
     samples: list[Sample]
     watch: HealthWatch
     log: str
+    network: str
+    """How the link to PostgreSQL was shaped; empty without network faults."""
 
 
 # -- running -------------------------------------------------------------------------
 
 
 def run(plan: Plan, workers: Workers) -> Run:
-    with Stack(workers) as stack:
+    with Stack(workers, network=any(fault.network for fault in plan.faults)) as stack:
         request_log = stack.folder / "requests.csv"
         prober = Prober(stack)
         if not prober.log_in():
@@ -150,6 +179,7 @@ def run(plan: Plan, workers: Workers) -> Run:
             watch.samples,
             watch,
             stack.log_file.read_text(errors="replace"),
+            stack.link.mechanism if stack.link is not None else "",
         )
 
 
@@ -218,6 +248,13 @@ class Result:
     bodies: int
     bad_bodies: int
     error_lines: list[str]
+    late: int
+    """Requests answered (or given up) after their deadline, their wait and the grace."""
+
+    @property
+    def on_time(self) -> bool:
+        """No client kept waiting past the deadline: the target of the network faults."""
+        return self.late == 0 or not self.trial.fault.network
 
     @property
     def recovered_in_time(self) -> bool:
@@ -242,6 +279,7 @@ class Result:
             "health": not self.health.unanswered,
             "recovery": self.recovered_in_time,
             "lost": self.lossless or not self.trial.fault.lossless,
+            "on time": self.on_time,
         }
         return self.wrong() + [name for name, met in checks.items() if not met]
 
@@ -278,7 +316,14 @@ def judge(trial: Trial, run: Run) -> Result:
         len(errors),
         sum(e.traceback or (e.status >= 500 and not e.problem_json) for e in errors),
         error_lines(trial.log),
+        sum(map(late, requests)),
     )
+
+
+def late(request: Request) -> bool:
+    """Whether a client waited longer than the request's deadline allows, answer or not."""
+    deadline = ROUTE_DEADLINES.get(request.name, REQUEST_TIMEOUT)
+    return request.milliseconds / 1000 > deadline + MAX_QUEUE_TIME + DEADLINE_GRACE
 
 
 def judge_health(trial: Trial, samples: Sequence[Sample]) -> Health:
@@ -294,12 +339,20 @@ def judge_health(trial: Trial, samples: Sequence[Sample]) -> Health:
             lies.append("live answered other than 200")
         if silent := sum(s.status == 0 for s in live):
             unanswered.append(f"live unanswered x{silent}")
-    if expect is Expect.DATABASE_DOWN and not any(
+    if expect in (Expect.DATABASE_DOWN, Expect.DATABASE_SLOW) and not any(
         s.status == 503 and s.start <= injection.returned for s in ready
     ):
         lies.append("ready never 503 while the database was down")
     if expect is Expect.DATABASE_UP and any(s.status == 503 for s in ready):
         lies.append("ready 503 while the database answered")
+    if expect is Expect.DATABASE_LOSSY:
+        during = [s for s in ready if s.start <= injection.returned]
+        if not any(s.status == 200 for s in during):
+            lies.append("ready never 200 while the database answered through the lossy link")
+        if any(s.status not in (0, 200, 503) for s in ready):
+            lies.append("ready answered other than 200 or 503")
+        if silent := sum(s.status == 0 for s in ready):
+            unanswered.append(f"ready unanswered x{silent}")
     if expect in (Expect.REDIS_DOWN, Expect.PROCESSES_REPLACED):
         if any(s.status not in (0, 200) for s in ready):
             lies.append("ready answered other than 200")
@@ -366,6 +419,7 @@ def row(number: int, result: Result) -> list[str]:
         f"{trial.end - trial.injection.injected:.1f} s",
         counts(result.statuses, no_answer),
         mark(str(result.server_errors), result.server_errors == 0),
+        mark(str(result.late), result.on_time) if trial.fault.network else str(result.late),
         lost,
         mark(recovery_text, result.recovered_in_time),
         f"ready {counts(health.ready, no_answer)}; live {counts(health.live, no_answer)}",
@@ -380,6 +434,7 @@ HEADER = (
     "Window",
     "Answers in the window (status: count)",
     "500s (target 0)",
+    f"Late: past the deadline + {MAX_QUEUE_TIME + DEADLINE_GRACE:g} s (target, network: 0)",
     "Requests lost (target: SIGHUP none, SIGTERM none in flight)",
     f"Recovery (target <= {RECOVERY_TARGET:g} s)",
     "Health polls (status: count)",
@@ -491,7 +546,30 @@ def results_section(judged: Judged) -> list[str]:
     ]
 
 
-def page_body(runs: Sequence[Judged]) -> str:
+def network_text(runs: Sequence[Judged], skipped: str) -> list[str]:
+    """How PostgreSQL was reached, and how its link was degraded (or why it was not)."""
+    if skipped:
+        return [skipped + " They need root and iproute2 to make a network namespace.", ""]
+    mechanisms = sorted({judged.run.network for judged in runs if judged.run.network})
+    if not mechanisms:
+        return []
+    return [
+        "PostgreSQL runs in a network namespace that the harness makes for it, reached"
+        " through a point-to-point link of its own: every packet between the app and the"
+        " database crosses that link, and the network faults delay or drop the packets"
+        " bound for PostgreSQL on it (the answers pass untouched, as with netem on one end"
+        f" of a veth pair). Here the link was shaped by {' and '.join(mechanisms)}.",
+        "",
+    ]
+
+
+def where_servers(runs: Sequence[Judged]) -> str:
+    if any(judged.run.network for judged in runs):
+        return "Redis on loopback, PostgreSQL in a network namespace of its own (below)"
+    return "PostgreSQL and Redis, all on loopback"
+
+
+def page_body(runs: Sequence[Judged], skipped: str = "") -> str:
     plan = runs[0].run.plan
     servers = ", then ".join(judged.run.workers.label for judged in runs)
     each = ", each in a run of its own on a fresh stack" if len(runs) > 1 else ""
@@ -509,11 +587,12 @@ def page_body(runs: Sequence[Judged]) -> str:
         [
             f"{plan.users} simulated users (locust, `harness/locustfile.py`) and two load"
             " balancers' readiness probes load the example app for the whole run: gunicorn"
-            f" with {servers}{each}; PostgreSQL and Redis, all on loopback, request deadline"
+            f" with {servers}{each}; {where_servers(runs)}, request deadline"
             f" {REQUEST_TIMEOUT} s. The faults come one at a time; after each, the harness"
             " waits until every endpoint is healthy, then lets the app settle"
             f" {plan.settle:g} s before the next.",
             "",
+            *network_text(runs, skipped),
             "## The faults",
             "",
             faults_table,
@@ -533,6 +612,11 @@ def page_body(runs: Sequence[Judged]) -> str:
             " names of requests without an answer are locust's: `RetriesExceeded` is a"
             " timeout (5 s for the load balancers' probes, 30 s for the users) or an empty"
             " answer, `HTTPConnectionClosed` a connection closed without an answer.",
+            "- **Late**: requests whose client waited longer than the request's deadline"
+            f" ({REQUEST_TIMEOUT} s; 10 s for `/api/stats`), plus the {MAX_QUEUE_TIME} s a"
+            f" request may wait for a worker before it is shed, plus {DEADLINE_GRACE:g} s,"
+            " answered or not. A target for the network faults, where the deadline, not"
+            " the database, must end a slow request.",
             "- **Recovery**: from the dependency's return (the end of the outage, the"
             " signal, or for SIGTERM the new start) until `Prober.all_healthy()`, polled"
             f" every {PROBE_INTERVAL:g} s, finds {', '.join(ENDPOINTS)} answering 200 within"
@@ -591,15 +675,44 @@ def run_and_judge(plan: Plan, workers: Workers, output: Path, command: str) -> J
     return Judged(outcome, results, name)
 
 
+def network_faults_skipped(plan: Plan, reason: str | None) -> tuple[Plan, str]:
+    """The plan without its network faults when ``reason`` says why no network namespace
+    can be made, and the message that says so; the plan as it is otherwise."""
+    if reason is None:
+        return plan, ""
+    kept = tuple(fault for fault in plan.faults if not fault.network)
+    return replace(plan, faults=kept), f"The network faults are skipped: {reason}."
+
+
+def chosen(plan: Plan, labels: Sequence[str] | None) -> Plan:
+    """The plan with only the faults labelled ``labels``, all of them without."""
+    if not labels:
+        return plan
+    picked = tuple(fault for fault in plan.faults if fault.label in labels)
+    if not picked:
+        raise SystemExit(f"none of {', '.join(labels)} is in this plan")
+    return replace(plan, faults=picked)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="three short faults, < 1 minute")
+    parser.add_argument("--smoke", action="store_true", help="four short faults, about a minute")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        choices=sorted({fault.label for fault in (*FULL.faults, *SMOKE.faults)}),
+        help="only this fault of the plan (repeatable); the page shows only these",
+    )
     add_worker_options(parser)
     parser.add_argument(
         "--output", type=Path, default=report.DOCS, help="folder of chaos.md and its plots"
     )
     args = parser.parse_args(argv)
-    plan = SMOKE if args.smoke else FULL
+    plan = chosen(SMOKE if args.smoke else FULL, args.fault)
+    reason = unavailable_reason() if any(fault.network for fault in plan.faults) else None
+    plan, skipped = network_faults_skipped(plan, reason)
+    if skipped:
+        print(skipped, file=sys.stderr)
 
     args.output.mkdir(parents=True, exist_ok=True)
     command = "python -m harness.chaos" + (" --smoke" if plan.smoke else "")
@@ -607,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     page = report.write_page(
         "chaos",
         "Chaos: the example app under load while things fail",
-        page_body(runs),
+        page_body(runs, skipped),
         command,
         folder=args.output,
     )

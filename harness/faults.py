@@ -4,7 +4,9 @@ Each fault's ``inject`` breaks something, holds it broken, puts it right again
 and returns the times of both; what the harness itself opened for the fault (a
 connection holding a lock, the connections filling PostgreSQL) is closed on
 the way out, whatever happens. A server the fault stopped is started again by
-the fault, or cleaned up with the stack if the run is interrupted.
+the fault, or cleaned up with the stack if the run is interrupted. The network
+faults degrade the stack's link to PostgreSQL (:mod:`harness.network`) and make
+it clean again; the link goes with the stack.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class Expect(enum.Enum):
     REDIS_DOWN = "rate limits fail open: ready 200 throughout; live 200"
     PROCESSES_REPLACED = "the other workers serve: ready and live 200 throughout"
     SHUTDOWN = "no ready 200 once the shutdown began; live may go with the process"
+    DATABASE_SLOW = (
+        "the readiness check's round trips outlast its 1 s timeout: ready 503 at least once"
+        " while the link is slow; live 200"
+    )
+    DATABASE_LOSSY = (
+        "the database answers, late when a packet is lost: ready 200 at least once,"
+        " otherwise 503, every poll answered; live 200"
+    )
 
 
 @dataclass
@@ -80,6 +90,8 @@ class Fault:
     """Waits, once recovery is measured, for what follows (workers replaced) and notes it."""
     why: str = ""
     """How the app and the server deal with it, for the reader of the figures."""
+    network: bool = False
+    """Degrades the link to PostgreSQL: needs the stack's network namespace."""
 
 
 # -- PostgreSQL -----------------------------------------------------------------
@@ -219,6 +231,92 @@ def _fill(url: str, held: ExitStack, limit: int) -> int:
             return opened
         opened += 1
     return opened
+
+
+# -- the network between the app and PostgreSQL ---------------------------------------
+
+ROUND_TRIPS = 5
+"""``SELECT 1`` round trips the harness times on its own connection during a network fault."""
+
+
+def network_delayed(delay: float, seconds: float) -> Fault:
+    def inject(stack: Stack) -> Injection:
+        return _degraded(stack, seconds, delay=delay)
+
+    return Fault(
+        f"network delayed {delay * 1000:g} ms, {seconds:g} s",
+        "network delayed",
+        f"Every packet from the app to PostgreSQL held {delay * 1000:g} ms on the link to the"
+        f" database's network namespace (each round trip {delay * 1000:g} ms longer), for"
+        f" {seconds:g} s; then the link is clean again.",
+        Expect.DATABASE_SLOW,
+        inject,
+        why=(
+            "Each statement is a round trip and a request makes several (the pool's ping,"
+            " BEGIN, its queries, the rollback), so the 2 s deadline runs out between them:"
+            " the next statement is refused or interrupted and the request answered 504. The"
+            " server is never slow, so PostgreSQL's statement timeout never fires: the"
+            " deadline is kept by the app. The readiness check's four round trips outlast"
+            " its 1 s timeout: ready 503 once each worker's cached result has expired."
+        ),
+        network=True,
+    )
+
+
+def network_lossy(loss: float, seconds: float) -> Fault:
+    def inject(stack: Stack) -> Injection:
+        return _degraded(stack, seconds, loss=loss)
+
+    return Fault(
+        f"network losing {loss:.0%} of packets, {seconds:g} s",
+        "network lossy",
+        f"{loss:.0%} of the packets from the app to PostgreSQL dropped at random on the link"
+        f" to the database's network namespace, for {seconds:g} s; then the link is clean"
+        " again.",
+        Expect.DATABASE_LOSSY,
+        inject,
+        why=(
+            "TCP resends what was lost after a retransmission timeout, 200 ms at least"
+            " (1 s for the SYN of a new connection): a request whose packet was lost is that"
+            " much later, and most are answered in time. Readiness is 503 only when a lost"
+            " packet made a check miss its 1 s timeout."
+        ),
+        network=True,
+    )
+
+
+def _degraded(stack: Stack, seconds: float, *, delay: float = 0.0, loss: float = 0.0) -> Injection:
+    """The link degraded ``seconds``, with what the harness's own round trips took."""
+    link = stack.link
+    if link is None:
+        raise RuntimeError("a network fault needs a stack made with network=True")
+    dropped = link.dropped()
+    with _connect(stack.database_url) as connection:
+        injected = time.time()
+        link.degrade(delay=delay, loss=loss)
+        try:
+            took = [_round_trip(connection) for _ in range(ROUND_TRIPS)]
+            time.sleep(max(0.0, injected + seconds - time.time()))
+        finally:
+            link.restore()  # whatever happened, the next fault starts on a clean link
+        returned = time.time()
+        after = _round_trip(connection)
+    notes = [
+        f"the harness's `SELECT 1` took {_milliseconds(took)} during the fault,"
+        f" {after * 1000:.1f} ms after it",
+        f"{link.dropped() - dropped} packets toward PostgreSQL dropped",
+    ]
+    return Injection(injected, returned, notes)
+
+
+def _round_trip(connection: psycopg.Connection[tuple[object, ...]]) -> float:
+    started = time.perf_counter()
+    connection.execute("SELECT 1").fetchone()
+    return time.perf_counter() - started
+
+
+def _milliseconds(durations: list[float]) -> str:
+    return ", ".join(f"{duration * 1000:.0f}" for duration in durations) + " ms"
 
 
 # -- Redis -----------------------------------------------------------------------

@@ -4,7 +4,9 @@ A :class:`Stack` starts a private PostgreSQL and Redis on free loopback ports,
 fills the database with ``flask init-db``, and serves the example app with
 gunicorn (its own configuration file, with the hooks, and four workers). The
 harnesses load it, break its dependencies and signal its processes; closing the
-stack stops every process it started and deletes every folder it made.
+stack stops every process it started and deletes every folder it made. With
+``network=True`` PostgreSQL runs in a network namespace of its own instead, behind
+a link that the network faults degrade, which closing the stack removes too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import TracebackType
 import psutil
 import requests
 
+from harness.network import Link
 from tests.support.servers import (
     LOCALHOST,
     PostgresServer,
@@ -115,12 +118,15 @@ class Stack:
         *,
         gunicorn_args: Sequence[str] = (),
         environment: Mapping[str, str] | None = None,
+        network: bool = False,
     ) -> None:
         """:param workers: gunicorn's workers (a number: that many sync workers).
         :param gunicorn_args: options added to gunicorn's command line, which win over
         the configuration file (``("--max-requests", "0")`` stops worker recycling).
         :param environment: variables added to the app's environment
         (``FLASK_RESILIENCE_*`` keys set the extension's settings).
+        :param network: PostgreSQL in a network namespace of its own, reached through a
+        :class:`~harness.network.Link` that the network faults degrade (root only).
         """
         self.worker_setup = Workers(workers) if isinstance(workers, int) else workers
         self.workers = self.worker_setup.count
@@ -129,7 +135,16 @@ class Stack:
         self.folder = Path(tempfile.mkdtemp(prefix="flask-resilience-harness-"))
         # The servers' folders live in the system temp folder, which the postgres
         # user can reach when the harness runs as root.
-        self.postgres = PostgresServer(Path(tempfile.gettempdir()))
+        self.link = Link() if network else None
+        self.postgres = (
+            PostgresServer(Path(tempfile.gettempdir()))
+            if self.link is None
+            else PostgresServer(
+                Path(tempfile.gettempdir()),
+                host=self.link.addresses.server,
+                run_inside=self.link.run_inside,
+            )
+        )
         self.redis = RedisServer(Path(tempfile.gettempdir()))
         self.health_token = secrets.token_urlsafe(24)
         # Kept across restarts: the sessions of the simulated users stay valid.
@@ -148,6 +163,8 @@ class Stack:
 
     def start_servers(self) -> None:
         """PostgreSQL with the demo's data, and Redis: all but the app."""
+        if self.link is not None:
+            self.link.open()
         self.postgres.start()
         self.redis.start()
         self.database_url = self.postgres.create_database("documents")
@@ -227,8 +244,13 @@ class Stack:
                 self._kill_app()
         finally:
             self.redis.cleanup()
-            self.postgres.cleanup()
-            shutil.rmtree(self.folder, ignore_errors=True)
+            try:
+                self.postgres.cleanup()
+            finally:
+                # Once PostgreSQL, which runs inside it, has stopped.
+                if self.link is not None:
+                    self.link.close()
+                shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         try:

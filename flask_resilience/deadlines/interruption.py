@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -135,20 +135,15 @@ def interrupting_layer(app: Flask, budget_of: Any) -> Layer:
             started: float = environ.get(ENVIRON_STARTED) or time.perf_counter()
             alarm = _Alarm(started + budget)
             body: Iterable[bytes] | None = None
-            responded = False
-
-            def start_response_noted(*args: Any) -> Any:
-                nonlocal responded
-                responded = True
-                return start_response(*args)
-
+            answer = _HeldAnswer(start_response)
             try:
                 try:
-                    body = wsgi_app(environ, start_response_noted)
+                    body = wsgi_app(environ, answer)
                 finally:
                     alarm.disarm()
             except RequestInterrupted:
                 if body is not None:
+                    answer.pass_on()
                     return body  # the deadline fell as the answer was being handed over
                 environ[INTERRUPTED] = True
                 log.warning(
@@ -160,14 +155,54 @@ def interrupting_layer(app: Flask, budget_of: Any) -> Layer:
                     environ.get(ENVIRON_REQUEST_ID),
                 )
                 # Interrupted after the app had started its answer (in a teardown,
-                # say): the 504 replaces it, which WSGI allows only with exc_info.
-                replace = partial(_restart_response, start_response) if responded else None
+                # say): the held answer is dropped and the 504 given in its place. Only
+                # an answer the app already wrote to (WSGI's write()) is the server's;
+                # WSGI lets the 504 replace it with exc_info alone.
+                replace = partial(_restart_response, start_response) if answer.passed else None
                 return _answer_504(app, environ, replace or start_response)
+            answer.pass_on()
             return body
 
         return interrupting
 
     return layer
+
+
+class _HeldAnswer:
+    """The app's ``start_response``, passed on to the server once the app has returned.
+
+    A request interrupted after its view answered is answered 504 instead. Had the
+    first status and headers been passed on at once, the server would have to
+    replace them, which WSGI allows with ``exc_info``; gunicorn then sends the new
+    headers after the old ones, two Content-Lengths among them, and the client of a
+    keep-alive connection reads the wrong number of bytes and cannot parse the next
+    answer.
+    """
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.start_response = start_response
+        self.held: tuple[Any, ...] | None = None
+        self.passed = False
+        self._write: Callable[[bytes], object] | None = None
+
+    def __call__(self, *args: Any) -> Callable[[bytes], object]:
+        if self.passed:  # an app that starts its answer as its body is iterated
+            return self.start_response(*args)
+        self.held = args  # a later call (with exc_info) replaces the answer
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        """WSGI's write(): the answer can no longer be held."""
+        self.pass_on()
+        assert self._write is not None
+        return self._write(data)
+
+    def pass_on(self) -> None:
+        """Hand the held answer, if any, to the server; later calls go straight to it."""
+        if not self.passed:
+            self.passed = True
+            if self.held is not None:
+                self._write = self.start_response(*self.held)
 
 
 def _restart_response(

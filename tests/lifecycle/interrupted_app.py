@@ -11,7 +11,7 @@ import socket
 import time
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, request
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_resilience import Resilience
@@ -80,6 +80,21 @@ def create_app() -> Flask:
         # A connection returned dirty would still hold the temp table and its row.
         exists = db.session.execute(sa.text("SELECT to_regclass('pg_temp.dirty') IS NOT NULL"))
         return "dirty" if exists.scalar() else "clean"
+
+    @app.get("/slow-teardown")
+    def slow_teardown() -> str:
+        return "answered in time"
+
+    @app.teardown_request
+    def overrun_after_the_answer(_error: BaseException | None) -> None:
+        # The view has answered; the work after it (a rollback over a slow network,
+        # say) overruns the deadline in Python, where any worker can interrupt it.
+        # Once: the 504's own request context has its teardowns too.
+        if request.path == "/slow-teardown" and "overran" not in request.environ:
+            request.environ["overran"] = True
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                pass
 
     @app.get("/pid")
     def pid() -> str:

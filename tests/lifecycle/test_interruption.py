@@ -163,3 +163,26 @@ def test_a_connection_held_by_an_interrupted_view_is_not_reused_dirty(served: Se
     assert elapsed <= 1.2
     assert get_from(served, "/clean")[2] == "clean"
     assert "WORKER TIMEOUT" not in served.log.read_text()
+
+
+def test_an_answer_interrupted_in_a_teardown_is_replaced_headers_and_all(served: Served) -> None:
+    # The view had answered 200 when a teardown overran its deadline: the 504 takes the
+    # place of that answer, with its own headers only, so that a keep-alive connection
+    # reads exactly one answer and serves the next request.
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        connection.request("GET", "/slow-teardown")
+        answer = connection.getresponse()
+        body = answer.read()
+        assert answer.status == 504
+        assert answer.headers.get_all("Content-Length") == [str(len(body))]
+        assert answer.headers.get_all("Content-Type") == ["application/problem+json"]
+        assert json.loads(body)["status"] == 504
+        connection.request("GET", "/pid")
+        following = connection.getresponse()
+        assert following.status == 200
+        assert following.read().decode().isdigit()
+    finally:
+        connection.close()
+    assert "WORKER TIMEOUT" not in served.log.read_text()

@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -303,6 +303,7 @@ class _Server:
     """What both servers share: a private folder, a port and cleanup."""
 
     name = "server"
+    host = LOCALHOST
 
     def __init__(self, base_dir: Path) -> None:
         # Private folder for data, sockets and logs, removed by cleanup().
@@ -352,7 +353,7 @@ class _Server:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _wait_port_closed(self) -> None:
-        if not wait_until(lambda: not port_is_open(self.port), timeout=10):
+        if not wait_until(lambda: not port_is_open(self.port, self.host), timeout=10):
             raise RuntimeError(f"{self.name} server port {self.port} is still open")
 
     def __enter__(self: _ServerT) -> _ServerT:
@@ -380,11 +381,22 @@ class PostgresServer(_Server):
     ``postgres`` system user through ``runuser``, so *base_dir* must be
     reachable by that user (the system temp folder is; pytest's ``tmp_path``,
     which is private to root, is not).
+
+    A server on another network (a namespace of the harness behind a link it can
+    degrade) is given its address as *host*, and as *run_inside* the command that
+    runs a program there (``["ip", "netns", "exec", NAME]``).
     """
 
     name = "postgres"
 
-    def __init__(self, base_dir: Path, password: str | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        password: str | None = None,
+        *,
+        host: str = LOCALHOST,
+        run_inside: Sequence[str] = (),
+    ) -> None:
         pg_ctl = find_postgres_bin("pg_ctl")
         if pg_ctl is None:
             raise RuntimeError("pg_ctl not found: install PostgreSQL (apt-get install postgresql)")
@@ -397,6 +409,8 @@ class PostgresServer(_Server):
         self._initdb = initdb
         self._as_root = os.geteuid() == 0
         self.password = password
+        self.host = host
+        self._run_inside = list(run_inside)
         self._pid: int | None = None
         self._pid_created: float | None = None
         self._initialized = False
@@ -424,7 +438,7 @@ class PostgresServer(_Server):
             "postgresql+psycopg",
             username=POSTGRES_SUPERUSER,
             password=self.password,
-            host=LOCALHOST,
+            host=self.host,
             port=self.port,
             database=database,
         ).render_as_string(hide_password=False)
@@ -446,6 +460,7 @@ class PostgresServer(_Server):
         cmd = list(args)
         if self._as_root:
             cmd = ["runuser", "-u", POSTGRES_SYSTEM_USER, "--", *cmd]
+        cmd = [*self._run_inside, *cmd]
         # PG* variables (PGDATA, PGPORT, ...) must not leak into our cluster.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         return subprocess.run(
@@ -508,7 +523,7 @@ class PostgresServer(_Server):
             return "'" + value.replace("'", "''") + "'"
 
         settings = {
-            "listen_addresses": quote(LOCALHOST),
+            "listen_addresses": quote(self.host),
             "port": str(self.port),
             "unix_socket_directories": quote(str(self.socket_dir)),
             # No fsync: throwaway data need not survive an OS crash, only a
@@ -527,6 +542,11 @@ class PostgresServer(_Server):
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# Throwaway test server\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        if self.host != LOCALHOST:
+            # initdb let in loopback clients only; this server's network is its own.
+            method = "trust" if self.password is None else "scram-sha-256"
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all 0.0.0.0/0 {method}\n")
         self._initialized = True
 
     def _read_pid_file(self) -> list[str]:
