@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from harness import chaos
-from harness.network import unavailable_reason
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -39,11 +37,6 @@ def ready_polls(cells: list[str]) -> str:
 def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
     tmp_path: Path, harness_smoke: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    # Without a network namespace the harness skips its network fault and says so; that
-    # is for a laptop, never for CI.
-    no_network = unavailable_reason()
-    if no_network and os.environ.get("CI"):
-        pytest.fail(f"the smoke run's network fault needs a network namespace: {no_network}")
     # gthread workers: the sync ones are what the load test's smoke run serves with too.
     run = harness_smoke("chaos", "--worker-class", "gthread")
     output = run.stdout + run.stderr
@@ -52,10 +45,8 @@ def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
     page = (tmp_path / "chaos.md").read_text()
     assert "## Results: 4 gthread workers of 4 threads" in page
     rows = table_rows(page)
-    network = [] if no_network else ["network delayed 300 ms, 8 s"]
     assert list(rows) == [
         "PostgreSQL stopped 6 s",
-        *network,
         "Redis stopped 4 s",
         "worker killed (SIGKILL)",
     ]
@@ -67,22 +58,9 @@ def test_the_smoke_run_meets_its_targets_and_writes_its_page_and_plot(
     assert counted(outage[3]).get("503", 0) > 0, output
     assert counted(ready_polls(outage)).get("503", 0) > 0, output
     assert "503" not in counted(rows["Redis stopped 4 s"][3]), output  # rate limits fail open
-    if no_network:
-        assert f"The network faults are skipped: {no_network}." in page, output
-    else:
-        assert_the_deadline_ended_the_slow_requests(rows["network delayed 300 ms, 8 s"], output)
-        assert "shaped by" in page, output
 
     plot = (tmp_path / "chaos-gthread.png").read_bytes()
     assert plot.startswith(b"\x89PNG\r\n\x1a\n") and len(plot) > 20_000
-
-
-def assert_the_deadline_ended_the_slow_requests(slow: list[str], output: str) -> None:
-    """Over the slow link, 504s and none of them late; readiness 503 while its check
-    could not finish in time."""
-    assert counted(slow[3]).get("504", 0) > 0, output
-    assert slow[5] == "0 met", output
-    assert counted(ready_polls(slow)).get("503", 0) > 0, output
 
 
 def test_where_no_network_namespace_can_be_made_the_network_faults_are_skipped_saying_why() -> None:
