@@ -23,7 +23,7 @@ from .config import wrong_value
 from .errors import ConfigurationError, DatabaseUnavailable, warn
 from .log import ExtensionLogger, hide_password
 from .outages import classify_database_error
-from .state import ResilienceState, get_state
+from .state import EXTENSION_KEY, ResilienceState, get_state
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -290,25 +290,39 @@ def rollback_on_error(app: Flask, db: SQLAlchemy) -> None:
     which skip ``handle_user_exception``.
     """
 
-    def rollback(error: BaseException | None) -> None:
-        if not isinstance(error, sa.exc.DBAPIError) or not db.session.registry.has():
-            return
-        try:
-            db.session.rollback()
-        except Exception:  # the connection may be gone; the request's error matters more
-            logger.warning("Rolling back the session after an error failed", exc_info=True)
-
     handle_user_exception = app.handle_user_exception
 
     def handle_user_exception_after_rollback(error: Exception) -> Any:
-        rollback(error)
+        _rollback(db, error)
         return handle_user_exception(error)
 
-    def rollback_unhandled(_sender: Flask, exception: BaseException, **_: object) -> None:
-        rollback(exception)
-
     setattr(app, "handle_user_exception", handle_user_exception_after_rollback)  # noqa: B010
-    got_request_exception.connect(rollback_unhandled, app, weak=False)
+    got_request_exception.connect(_rollback_unhandled, weak=False)  # once for every app
+
+
+def _rollback(db: SQLAlchemy, error: BaseException | None) -> None:
+    if not isinstance(error, sa.exc.DBAPIError) or not db.session.registry.has():
+        return
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone; the request's error matters more
+        logger.warning("Rolling back the session after an error failed", exc_info=True)
+
+
+def _rollback_unhandled(sender: Any, exception: BaseException, **_: object) -> None:
+    """The receiver of every app, which finds the sender's database.
+
+    One receiver per app, connected for that app as sender, would keep each app's
+    database alive in the signal for good and leave blinker a weak reference to
+    the app to clean up, which is not safe from a thread while another connects.
+    """
+    state = sender.extensions.get(EXTENSION_KEY) if isinstance(sender, Flask) else None
+    if (
+        isinstance(state, ResilienceState)
+        and state.db is not None
+        and state.settings.rollback_on_error
+    ):
+        _rollback(state.db, exception)
 
 
 def survive_lost_connection_at_teardown(app: Flask, db: SQLAlchemy) -> None:

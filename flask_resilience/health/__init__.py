@@ -17,7 +17,7 @@ from flask import Flask
 
 from ..config import Settings
 from ..pipeline import Layer
-from ..state import HealthCheck, ResilienceState
+from ..state import EXTENSION_KEY, HealthCheck, ResilienceState
 from . import builtin
 from . import metrics as metrics_module
 from .checks import CheckRunner, HealthResult
@@ -86,6 +86,7 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     settings = state.settings
     if not settings.health_enabled:
         return
+    metrics_module.count_signals(_metrics_of)
     from .blueprint import blueprint
 
     health = state.add(_build(app, state))
@@ -155,6 +156,13 @@ def _let_app_routes_win(app: Flask) -> set[str]:
     return handed_back
 
 
+def _metrics_of(sender: Any) -> Metrics | None:
+    """The metrics of the app that sent a signal, if it has them."""
+    state = sender.extensions.get(EXTENSION_KEY) if isinstance(sender, Flask) else None
+    health = state.find(HealthState) if isinstance(state, ResilienceState) else None
+    return health.metrics if health is not None else None
+
+
 def _build(app: Flask, state: ResilienceState) -> HealthState:
     settings = state.settings
     limits = settings.alert_thresholds
@@ -173,7 +181,6 @@ def _build(app: Flask, state: ResilienceState) -> HealthState:
     )
     stats = RequestStats()
     metrics = Metrics()
-    metrics_module.connect(metrics, app)
 
     def count(batch: list[Counted]) -> None:
         stats.record_many(batch)

@@ -56,7 +56,6 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_mode()
-        self._receivers: list[Callable[..., None]] = []
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         # In multiprocess mode values go to files; a scrape builds its own registry.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -265,35 +264,46 @@ def _breaker_states(breakers: Any) -> dict[str, str]:
     return states
 
 
-def connect(metrics: Metrics, app: Any) -> None:
-    """Count what the parts signal for ``app`` (flask_resilience.signals)."""
+_signal_receivers: list[Callable[..., None]] = []
+
+
+def count_signals(metrics_of: Callable[[Any], Metrics | None]) -> None:
+    """Count what the parts signal (flask_resilience.signals) in the metrics of its sender.
+
+    Connected once per process, for every app: ``metrics_of`` finds the sending
+    app's metrics (``None`` for an app without them, or no app). A receiver of
+    each app, connected for that app as sender, would leave blinker a weak
+    reference to every app to clean up when it goes, and blinker's cleanup is not
+    safe from a thread while another connects.
+    """
+    if _signal_receivers:
+        return
 
     def counting(signal: Any, count: Callable[..., None]) -> None:
-        def receiver(_sender: Any, **data: Any) -> None:
-            count(**data)
+        def receiver(sender: Any, **data: Any) -> None:
+            metrics = metrics_of(sender)
+            if metrics is not None:
+                count(metrics, **data)
 
-        # Kept by the metrics, which the app's state keeps: the signal holds it weakly.
-        metrics._receivers.append(receiver)
-        signal.connect(receiver, sender=app)
+        _signal_receivers.append(receiver)  # the signal holds it weakly
+        signal.connect(receiver)
 
-    counting(signals.call_retried, lambda name, **_: metrics.retries.labels(name).inc())
+    counting(signals.call_retried, lambda m, name, **_: m.retries.labels(name).inc())
     counting(
         signals.retry_budget_exhausted,
-        lambda name, **_: metrics.retry_budget_exhausted.labels(name).inc(),
+        lambda m, name, **_: m.retry_budget_exhausted.labels(name).inc(),
     )
     counting(
         signals.breaker_state_changed,
-        lambda name, new, **_: metrics.breaker_transitions.labels(name, new).inc(),
+        lambda m, name, new, **_: m.breaker_transitions.labels(name, new).inc(),
     )
+    counting(signals.bulkhead_rejected, lambda m, name, **_: m.bulkhead_rejected.labels(name).inc())
+    counting(signals.request_shed, lambda m, **_: m.requests_shed.inc())
     counting(
-        signals.bulkhead_rejected, lambda name, **_: metrics.bulkhead_rejected.labels(name).inc()
+        signals.deadline_exceeded, lambda m, where, **_: m.deadline_exceeded.labels(where).inc()
     )
-    counting(signals.request_shed, lambda **_: metrics.requests_shed.inc())
-    counting(
-        signals.deadline_exceeded, lambda where, **_: metrics.deadline_exceeded.labels(where).inc()
-    )
-    counting(signals.rate_limited, lambda **_: metrics.rate_limited.inc())
+    counting(signals.rate_limited, lambda m, **_: m.rate_limited.inc())
     counting(
         signals.dependency_unavailable,
-        lambda dependency, **_: metrics.dependency_unavailable.labels(dependency).inc(),
+        lambda m, dependency, **_: m.dependency_unavailable.labels(dependency).inc(),
     )

@@ -8,10 +8,13 @@ requests; and that every key of the table turns its change off.
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,6 +216,49 @@ def test_the_rollback_after_a_database_error_can_be_turned_off(
     assert app.test_client().get("/duplicate").status_code == 409
     # Rolled back: the handler finds a usable session; left alone: the failed one.
     assert states == [rollback]
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+def test_a_database_error_after_the_view_is_rolled_back_too(
+    sqlite_app: tuple[Flask, Any], rollback: bool
+) -> None:
+    app, db = sqlite_app
+    app.config["RESILIENCE_ROLLBACK_ON_ERROR"] = rollback
+    states: list[bool] = []
+
+    @app.get("/audited")
+    def audited() -> str:
+        return "done"
+
+    @app.after_request
+    def write_audit_row(response: Any) -> Any:
+        # Raised after the view, this error skips handle_user_exception.
+        db.session.add_all([Item(id=8, name="a"), Item(id=8, name="b")])
+        db.session.flush()
+        return response
+
+    @app.errorhandler(500)
+    def internal_error(error: Exception) -> tuple[str, int]:
+        states.append(db.session.is_active)
+        return "failed", 500
+
+    Resilience(app, db=db)
+    assert app.test_client().get("/audited").status_code == 500
+    assert states == [rollback]
+
+
+def test_an_app_and_its_database_nobody_holds_are_collected(tmp_path: Path) -> None:
+    # Made here: the make_app fixture holds its apps until the test ends.
+    app = Flask("throwaway", instance_path=str(tmp_path))
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'app.db'}"
+    app.config["RESILIENCE_MONITOR_ENABLED"] = False
+    db = SQLAlchemy(app)
+    Resilience(app, db=db)
+    assert app.test_client().get("/").status_code == 404
+    collected: list[weakref.ref[Any]] = [weakref.ref(app), weakref.ref(db)]
+    del app, db
+    gc.collect()
+    assert [ref() for ref in collected] == [None, None]
 
 
 # -- Hooks, routes and limits -------------------------------------------------------------------

@@ -164,20 +164,21 @@ def test_a_hanging_check_is_bounded_and_never_piles_up(
         release.wait(60)
 
     try:
+        # The check hangs for 60 s: an answer within seconds was bounded by the timeout.
         started = time.perf_counter()
         response = client.get("/health/ready")
-        assert time.perf_counter() - started < 0.3 + 0.1
+        assert 0.3 <= time.perf_counter() - started < 0.3 + 2
         assert response.status_code == 503
         entry = body(client.get("/health/detailed", headers=AUTH))["checks"]["hung"][0]
         assert entry["output"] == "timed out"
 
+        # Waiting for the same hung run again would cost each request its 0.3 s;
+        # answering at once, 1000 requests take a fraction of that.
         threads = threading.active_count()
-        slowest = 0.0
+        started = time.perf_counter()
         for _ in range(1000):
-            started = time.perf_counter()
             assert client.get("/health/ready").status_code == 503
-            slowest = max(slowest, time.perf_counter() - started)
-        assert slowest < 0.3 + 0.1
+        assert time.perf_counter() - started < 1000 * 0.3 / 10
         # Flat: never more threads (other tests' idle threads may end meanwhile).
         assert threading.active_count() <= threads
         names = [thread.name for thread in threading.enumerate()]
