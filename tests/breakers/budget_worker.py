@@ -2,7 +2,8 @@
 
 ``python -m tests.breakers.budget_worker REDIS_URL UPSTREAM succeed|fail CALLS``
 makes CALLS calls to the upstream (``/ok`` or ``/fail``) through
-``retry_on_failure`` with the budget ``shared-upstream`` kept in REDIS_URL.
+``retry_on_failure`` with the budget ``shared-upstream`` kept in REDIS_URL. Once
+set up it prints ``ready`` and calls when a line comes on its standard input.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main(redis_url: str, upstream: str, role: str, calls: int) -> None:
     def fetch() -> None:
         requests.get(f"{upstream}{path}", timeout=5).raise_for_status()
 
+    print("ready", flush=True)
+    sys.stdin.readline()
     with app.app_context():
         for _ in range(calls):
             with contextlib.suppress(requests.HTTPError):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import PIPE, Popen
 from typing import cast
 
 import pytest
@@ -114,35 +114,45 @@ def test_the_budget_counts_in_the_process_while_redis_is_unreachable(
 # --- shared through Redis by two processes --------------------------------------
 
 
-def run_worker(redis_url: str, upstream: UpstreamServer, role: str, calls: int) -> str:
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.breakers.budget_worker",
-            redis_url,
-            upstream.url,
-            role,
-            str(calls),
-        ],
+def start_worker(redis_url: str, upstream: UpstreamServer, role: str, calls: int) -> Popen[str]:
+    """A worker process, imported and set up, waiting to be told to call."""
+    arguments = [redis_url, upstream.url, role, str(calls)]
+    process = Popen(
+        [sys.executable, "-m", "tests.breakers.budget_worker", *arguments],
         cwd=ROOT,
-        capture_output=True,
+        stdin=PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
         text=True,
-        timeout=60,
     )
-    assert finished.returncode == 0, finished.stderr
-    return finished.stdout
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n", process.communicate(timeout=60)[1]
+    return process
+
+
+def make_calls(process: Popen[str]) -> None:
+    _, errors = process.communicate("go\n", timeout=60)
+    assert process.returncode == 0, errors
 
 
 @pytest.mark.redis
 def test_two_processes_share_one_budget_through_redis(
     redis_url: str, upstream: UpstreamServer
 ) -> None:
-    # The first process only succeeds: its 50 calls give the shared budget room...
-    run_worker(redis_url, upstream, "succeed", 50)
-    # ...that the second, whose 20 calls all fail, retries with: 0.2 * (50 + 20) = 14
-    # retries, where its own calls alone would allow 4.
-    run_worker(redis_url, upstream, "fail", 20)
+    # Both started first: their calls then fall in one 10 s window of the budget
+    # however slowly a loaded machine starts a Python process.
+    succeeding = start_worker(redis_url, upstream, "succeed", 50)
+    try:
+        failing = start_worker(redis_url, upstream, "fail", 20)
+        # The first process only succeeds: its 50 calls give the shared budget room...
+        make_calls(succeeding)
+        # ...that the second, whose 20 calls all fail, retries with: 0.2 * (50 + 20)
+        # = 14 retries, where its own calls alone would allow 4.
+        make_calls(failing)
+    finally:
+        for process in (succeeding, failing):
+            process.kill()
+            process.wait()
 
     assert upstream.hits("/ok") == 50 + 1  # the last one, alone in its second, stays local
     assert upstream.hits("/fail") == 20 + 14
