@@ -146,11 +146,12 @@ class RequestMiddleware:
         self.wsgi_app = wsgi_app
         self.header = header
         self.environ_key = "HTTP_" + header.upper().replace("-", "_") if header else ""
+        self.lowered_header = header.lower() if header else ""
         self.on_finish = on_finish
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request_id = environ.get(self.environ_key, "") if self.header else ""
-        if not _VALID_REQUEST_ID.fullmatch(request_id):
+        if not (request_id and _VALID_REQUEST_ID.fullmatch(request_id)):
             # A request in a trace is known by the trace's id: one id in logs and traces.
             request_id = incoming_trace_id(environ) or new_request_id()
         environ[ENVIRON_REQUEST_ID] = request_id
@@ -159,12 +160,15 @@ class RequestMiddleware:
         if header is None:
             body = self.wsgi_app(environ, start_response)
         else:
-            lowered = header.lower()
+            lowered = self.lowered_header
 
             def start_response_with_id(
                 status: str, headers: list[tuple[str, str]], exc_info: Any = None
             ) -> Any:
-                if not any(name.lower() == lowered for name, _ in headers):
+                for name, _ in headers:
+                    if name.lower() == lowered:  # the app set its own
+                        break
+                else:
                     headers.append((header, request_id))
                 return start_response(status, headers, exc_info)
 

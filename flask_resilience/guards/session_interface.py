@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Request
 from flask import Response as FlaskResponse
-from flask.sessions import NullSession, SessionInterface, SessionMixin
+from flask.sessions import NullSession, SecureCookieSessionInterface, SessionInterface, SessionMixin
 
 from ..log import ExtensionLogger, current_request_id
 from ..state import get_state
@@ -51,6 +51,8 @@ class GuardedSessionInterface(SessionInterface):
         # Flask calls these on every request; where the wrapper adds nothing, they
         # are the wrapped interface's own methods, without a call in between.
         self.is_null_session = inner.is_null_session  # type: ignore[method-assign]
+        # Flask's own cookie interface, not a subclass that may open sessions otherwise.
+        self._flask_cookies = type(inner) is SecureCookieSessionInterface
         if not stamps:
             self.save_session = inner.save_session  # type: ignore[method-assign]
 
@@ -60,6 +62,10 @@ class GuardedSessionInterface(SessionInterface):
         return getattr(self.inner, name)
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if self._flask_cookies and app.secret_key and "HTTP_COOKIE" not in request.environ:
+            # What Flask's interface gives a request without cookies, without the
+            # signing serializer it builds first: most of its cost, on most requests.
+            return self.inner.session_class()  # type: ignore[attr-defined, no-any-return]
         try:
             opened = self.inner.open_session(app, request)
         except Exception as error:

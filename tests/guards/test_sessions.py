@@ -99,6 +99,42 @@ def test_request_without_session_cookie_is_left_alone() -> None:
     assert "Cookie" not in response.vary
 
 
+@pytest.mark.parametrize("secret", [SECRET, None])
+def test_a_request_without_cookies_opens_the_session_flask_would(secret: str | None) -> None:
+    def opened_session(guarded: bool) -> list[Any]:
+        opened: list[Any] = []
+        app = Flask(__name__)
+        app.config.update(SECRET_KEY=secret, TESTING=True)
+        if guarded:
+            Resilience(app)
+
+        @app.get("/look")
+        def look() -> str:
+            opened.append((type(session), dict(session), session.new, session.modified))
+            return "seen"
+
+        assert app.test_client().get("/look").status_code == 200
+        return opened
+
+    assert opened_session(guarded=True) == opened_session(guarded=False)
+
+
+def test_a_subclass_of_the_cookie_interface_opens_every_session_itself() -> None:
+    calls: list[bool] = []
+
+    class Counting(SecureCookieSessionInterface):
+        def open_session(self, app: Flask, request: Any) -> Any:
+            calls.append(bool(request.cookies))
+            return super().open_session(app, request)
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True)
+    app.session_interface = Counting()
+    Resilience(app)
+    assert app.test_client().get("/").status_code == 404
+    assert calls == [False]
+
+
 def test_a_broken_session_interface_falls_back_to_the_null_session(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
