@@ -42,6 +42,7 @@ Inside Flask, the ``before_request`` functions of the app run in this order:
 3. :meth:`RequestPath.gate`: answers the refusal the first look found (503 shed,
    401 session expired), then runs the rate limit (Flask-Limiter's own check,
    moved here), so that a refused request runs none of the app's own hooks.
+   Without hooks of other extensions, the first look and the gate are one hook.
 4. The app's own hooks (those of its package, or of no installed distribution),
    in their order.
 
@@ -143,6 +144,11 @@ class RequestPath:
                 return answer
         return None
 
+    def look_then_gate(self) -> Any:
+        """The first look and the gate in one hook, when no extension's hook runs between."""
+        self.first_look()
+        return self.gate()
+
 
 def build(app: Flask, path: RequestPath) -> None:
     """Wrap ``app.wsgi_app`` in the parts' layers, in the order of :data:`LAYERS`."""
@@ -183,14 +189,19 @@ def settle(app: Flask, path: RequestPath) -> None:
 def _place(app: Flask, path: RequestPath) -> None:
     if not (path.looks or path.gates):
         return  # nothing of ours to run: the app's hooks stay exactly as they are
-    ours: list[Callable[[], Any]] = [path.first_look, path.gate]
+    ours: list[Callable[[], Any]] = [path.first_look, path.gate, path.look_then_gate]
     others = [f for f in app.before_request_funcs.get(None, ()) if f not in ours]
     extensions = [f for f in others if not _belongs_to_app(app, f)]
     own = [f for f in others if _belongs_to_app(app, f)]
-    first: list[Callable[[], Any]] = [path.first_look] if path.looks else []
+    if not path.looks:
+        placed = [*extensions, path.gate]
+    elif extensions:
+        placed = [path.first_look, *extensions, path.gate]
+    else:  # one hook: Flask's call of each costs more than the work of either
+        placed = [path.look_then_gate]
     # A new list rather than changes in place, so that a request going through the
     # old one in another thread does not see its functions shift.
-    app.before_request_funcs[None] = [*first, *extensions, path.gate, *own]
+    app.before_request_funcs[None] = [*placed, *own]
 
 
 def _belongs_to_app(app: Flask, function: Callable[..., Any]) -> bool:

@@ -134,6 +134,8 @@ def check_session() -> Refusal | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # Without a session cookie there is nothing to check; leaving the session
     # untouched also keeps "Vary: Cookie" off anonymous answers.
+    if "HTTP_COOKIE" not in request.environ:  # most requests: no cookie to parse
+        return None
     if app.session_interface.get_cookie_name(app) not in request.cookies:
         return None
     current = session._get_current_object()  # type: ignore[attr-defined]

@@ -143,6 +143,8 @@ def _log_unreadable(why: str) -> None:
 
 def _update_stamps(app: Flask, session: SessionMixin) -> None:
     """Stamp a session that holds something for the first time; unstamp an emptied one."""
+    if not session:  # most requests: nothing to stamp, no stamp to remove
+        return
     clock = get_state(app).get(GuardState).time_source
     holds_something = any(key not in _STAMPS for key in session)
     if holds_something and STARTED not in session:

@@ -242,12 +242,13 @@ def test_an_interface_installed_after_init_is_guarded_from_the_next_request(
 def extension_hooks(app: Flask) -> list[str]:
     """What the extension's first look runs before each request (see flask_resilience.pipeline).
 
-    Once a request has been served, the first look is also checked to be the app's
-    first before_request function, whenever it has something to run.
+    Once a request has been served, the first look (here with the gate, no other
+    extension's hook coming between) is also checked to be the app's first
+    before_request function, whenever it has something to run.
     """
     hooks = app.extensions["resilience"].path
     if hooks.settled and hooks.looks:
-        assert app.before_request_funcs[None][0] == hooks.first_look
+        assert app.before_request_funcs[None][0] == hooks.look_then_gate
     return [look.__qualname__ for look in hooks.looks]
 
 
