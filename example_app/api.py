@@ -43,9 +43,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 limit_basic_auth_failures(bp)
 
 # Every view that reads the documents table takes a slot of this one bulkhead: while
-# the table is slow, those views answer 503 at once once its slots are taken, and the
+# the table is slow, those views answer 503 once its slots are taken, and the
 # worker's other threads stay free (RESILIENCE_BULKHEAD_MAX_CONCURRENT in config.py).
-documents_bulkhead = bulkhead(name="documents")
+# A call waits a quarter of a second for a slot first: a burst of fast reads is
+# served, not refused.
+documents_bulkhead = bulkhead(name="documents", max_wait=0.25)
 
 
 @bp.before_request

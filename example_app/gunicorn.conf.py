@@ -26,6 +26,9 @@ workers = 2
 # worker goes on serving, so this only catches a worker stuck in C code.
 timeout = 30
 graceful_timeout = 30  # at least RESILIENCE_SHUTDOWN_TIMEOUT (30 s)
+# Longer than a client (or a load balancer) leaves a kept-alive connection idle:
+# a connection the worker closes just as a request is sent on it loses the request.
+keepalive = 5
 # Recycling workers now and then bounds the damage of a slow memory leak; the
 # jitter keeps both workers from restarting at the same moment.
 max_requests = 1000

@@ -165,8 +165,8 @@ def table_locked(seconds: float) -> Fault:
             " requests that waited more than 1 s for a worker are then shed (503). With"
             " gthread workers, the views of the documents share a bulkhead of 3 slots per"
             " worker (the example app's `RESILIENCE_BULKHEAD_MAX_CONCURRENT`): once they are"
-            " taken, those views answer 503 at once, and each worker's fourth thread answers"
-            " the health probes and the other views."
+            " taken, those views wait 0.25 s for one and then answer 503, and each worker's"
+            " fourth thread answers the health probes and the other views."
         ),
     )
 
