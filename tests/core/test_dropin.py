@@ -194,56 +194,43 @@ def test_a_bug_in_sql_on_sqlite_is_a_500_not_an_outage(sqlite_app: tuple[Flask, 
 
 
 @pytest.mark.parametrize("rollback", [True, False])
+@pytest.mark.parametrize("where", ["view", "after the view"])
 def test_the_rollback_after_a_database_error_can_be_turned_off(
-    sqlite_app: tuple[Flask, Any], rollback: bool
+    sqlite_app: tuple[Flask, Any], rollback: bool, where: str
 ) -> None:
     app, db = sqlite_app
     app.config["RESILIENCE_ROLLBACK_ON_ERROR"] = rollback
     states: list[bool] = []
 
-    @app.get("/duplicate")
-    def duplicate() -> str:
+    def insert_twice() -> None:
         db.session.add_all([Item(id=7, name="a"), Item(id=7, name="b")])
         db.session.flush()
-        return "never"
+
+    @app.get("/duplicate")
+    def duplicate() -> str:
+        if where == "view":
+            insert_twice()
+        return "done"
+
+    @app.after_request
+    def write_audit_row(response: Any) -> Any:
+        if where == "after the view":  # an error raised here skips handle_user_exception
+            insert_twice()
+        return response
 
     @app.errorhandler(sa.exc.IntegrityError)
     def conflict(error: Exception) -> tuple[str, int]:
         states.append(db.session.is_active)
         return "conflict", 409
 
-    Resilience(app, db=db)
-    assert app.test_client().get("/duplicate").status_code == 409
-    # Rolled back: the handler finds a usable session; left alone: the failed one.
-    assert states == [rollback]
-
-
-@pytest.mark.parametrize("rollback", [True, False])
-def test_a_database_error_after_the_view_is_rolled_back_too(
-    sqlite_app: tuple[Flask, Any], rollback: bool
-) -> None:
-    app, db = sqlite_app
-    app.config["RESILIENCE_ROLLBACK_ON_ERROR"] = rollback
-    states: list[bool] = []
-
-    @app.get("/audited")
-    def audited() -> str:
-        return "done"
-
-    @app.after_request
-    def write_audit_row(response: Any) -> Any:
-        # Raised after the view, this error skips handle_user_exception.
-        db.session.add_all([Item(id=8, name="a"), Item(id=8, name="b")])
-        db.session.flush()
-        return response
-
-    @app.errorhandler(500)
+    @app.errorhandler(500)  # what an error raised after the view reaches
     def internal_error(error: Exception) -> tuple[str, int]:
         states.append(db.session.is_active)
         return "failed", 500
 
     Resilience(app, db=db)
-    assert app.test_client().get("/audited").status_code == 500
+    assert app.test_client().get("/duplicate").status_code == (409 if where == "view" else 500)
+    # Rolled back: the handler finds a usable session; left alone: the failed one.
     assert states == [rollback]
 
 
