@@ -87,26 +87,34 @@ def ooxml(kind: str, *, media: int = 0, extra_parts: int = 0) -> bytes:
         f'relationships/officeDocument" Target="{main}"/></Relationships>'
     )
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", types)
-        archive.writestr("_rels/.rels", rels)
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(_member("[Content_Types].xml"), types)
+        archive.writestr(_member("_rels/.rels"), rels)
         folder = main.split("/")[0]
         for index in range(extra_parts):
-            archive.writestr(f"{folder}/part{index}.xml", f"<part n='{index}'/>" * 200)
-        archive.writestr(main, '<?xml version="1.0"?><document>Hello</document>')
+            archive.writestr(_member(f"{folder}/part{index}.xml"), f"<part n='{index}'/>" * 200)
+        archive.writestr(_member(main), '<?xml version="1.0"?><document>Hello</document>')
         if media:
             archive.writestr(
-                f"{folder}/media/image1.png", png() + _noise(media), zipfile.ZIP_STORED
+                _member(f"{folder}/media/image1.png", zipfile.ZIP_STORED), png() + _noise(media)
             )
     return buffer.getvalue()
 
 
 def zip_archive(names: Iterable[str] = ("notes.txt",)) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w") as archive:
         for name in names:
-            archive.writestr(name, "hello")
+            archive.writestr(_member(name), "hello")
     return buffer.getvalue()
+
+
+def _member(name: str, compression: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipInfo:
+    # A fixed time, not the clock's: the same archive is the same bytes in every
+    # process, so test ids built from it match across pytest-xdist's workers.
+    member = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    member.compress_type = compression
+    return member
 
 
 def elf() -> bytes:
