@@ -141,16 +141,18 @@ def test_two_processes_share_one_budget_through_redis(
 ) -> None:
     # Both started first: their calls then fall in one 10 s window of the budget
     # however slowly a loaded machine starts a Python process.
-    succeeding = start_worker(redis_url, upstream, "succeed", 50)
+    started: list[Popen[str]] = []
     try:
-        failing = start_worker(redis_url, upstream, "fail", 20)
+        started.append(start_worker(redis_url, upstream, "succeed", 50))
+        started.append(start_worker(redis_url, upstream, "fail", 20))
+        succeeding, failing = started
         # The first process only succeeds: its 50 calls give the shared budget room...
         make_calls(succeeding)
         # ...that the second, whose 20 calls all fail, retries with: 0.2 * (50 + 20)
         # = 14 retries, where its own calls alone would allow 4.
         make_calls(failing)
-    finally:
-        for process in (succeeding, failing):
+    finally:  # a worker that failed to start is not left waiting on its input
+        for process in started:
             process.kill()
             process.wait()
 
