@@ -82,6 +82,45 @@ def test_requests_leave_on_schedule_though_none_is_answered(
         assert result.latency == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.fixture
+def server_answering_at_eof() -> Iterator[int]:
+    """A server that answers a connection only once the client has said it sends no more,
+    as a gunicorn worker's graceful close waits for it; yields its port."""
+    listener = socket.create_server((LOCALHOST, 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(2.0)
+                try:
+                    while connection.recv(4096):
+                        pass
+                except OSError:
+                    continue  # no end of the request in time: no answer
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_each_client_shuts_its_sending_side_once_the_request_is_out(
+    server_answering_at_eof: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openloop, "TIMEOUT", 3.0)
+    results = openloop.run(LOCALHOST, server_answering_at_eof, "/", rate=10, seconds=0.5)
+
+    assert [result.status for result in results] == [200] * 5
+    assert max(result.latency for result in results) < 1.0
+
+
 def probe(stop: float, latencies: list[tuple[float, float, int]]) -> list[Result]:
     return [Result(stop + at, latency, status, False) for at, latency, status in latencies]
 
