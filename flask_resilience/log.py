@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request
 
 from .tracecontext import (
     Trace,
@@ -427,12 +428,52 @@ def log_error(
     if outage and error is not None:
         text = f"{text}: {first_line(error)}"
     level = logging.ERROR if crashed else logging.WARNING if status >= 500 else logging.INFO
-    extra = {
-        "status": status,
-        "duration_ms": round(elapsed_ms, 1),
-        "request": scrubbed_request(),
+    _write_answer(
+        logger,
+        level,
+        context,
+        status,
+        elapsed_ms,
+        text,
+        scrubbed_request(),
+        error if crashed else None,
+    )
+
+
+def log_refusal(app: Flask, environ: WSGIEnvironment, error: HTTPException) -> None:
+    """Log a refusal answered before Flask saw the request (a shed request), as
+    :func:`log_error` logs it in a request: the same warning line and attributes."""
+    state = state_of(environ)
+    state.logged = True
+    elapsed_ms = (time.perf_counter() - state.started) * 1000
+    asked = Request(environ)
+    trace = trace_of(environ)
+    context = {
+        "request_id": state.request_id,
+        "method": asked.method,
+        "path": asked.path,
+        "remote_addr": asked.remote_addr or "-",
+        "user_id": "-",  # nothing was loaded for it
+        "trace_id": trace.trace_id,
+        "span_id": trace.span_id,
     }
-    logger.log(
+    status = error.code or 503
+    text = f"{type(error).__name__}: {error.description}"
+    details = scrubbed_request(asked)
+    _write_answer(logger.bound_to(app), logging.WARNING, context, status, elapsed_ms, text, details)
+
+
+def _write_answer(
+    to: ExtensionLogger,
+    level: int,
+    context: Mapping[str, Any],
+    status: int,
+    elapsed_ms: float,
+    text: str,
+    details: Mapping[str, Any],
+    crash: BaseException | None = None,
+) -> None:
+    to.log(
         level,
         "%s %s -> %d in %.1f ms: %s [request_id=%s remote_addr=%s user_id=%s]",
         context["method"],
@@ -443,8 +484,14 @@ def log_error(
         context["request_id"],
         context["remote_addr"],
         context["user_id"],
-        exc_info=error if crashed else None,
-        extra=extra,
+        exc_info=crash,
+        # The context too: outside a request the record factory knows none of it.
+        extra={
+            **context,
+            "status": status,
+            "duration_ms": round(elapsed_ms, 1),
+            "request": details,
+        },
     )
 
 
@@ -459,30 +506,32 @@ def first_line(error: BaseException) -> str:
     return line if len(line) <= 200 else line[:199] + "…"
 
 
-def scrubbed_request() -> dict[str, Any]:
-    """Headers, query and parsed fields of the request, secret-looking values scrubbed."""
+def scrubbed_request(asked: Request | None = None) -> dict[str, Any]:
+    """Headers, query and parsed fields of the request (the current one by default),
+    secret-looking values scrubbed."""
+    if asked is None:
+        asked = request._get_current_object()  # type: ignore[attr-defined]
     headers = {
         name: SCRUBBED if name.lower() in _SECRET_HEADERS or _SECRET_NAME.search(name) else value
-        for name, value in request.headers.items()
+        for name, value in asked.headers.items()
     }
     return {
         "headers": headers,
-        "args": scrub(dict(request.args.items())),
-        "fields": scrub(_parsed_fields()),
+        "args": scrub(dict(asked.args.items())),
+        "fields": scrub(_parsed_fields(asked)),
     }
 
 
-def _parsed_fields() -> Mapping[str, Any]:
+def _parsed_fields(asked: Request) -> Mapping[str, Any]:
     """The form or JSON fields the app already parsed; the body is never read here.
 
     Reading it could fail again (the body may be why the request failed) or pull
     a large upload into a log record.
     """
-    parsed = vars(request._get_current_object())  # type: ignore[attr-defined]
-    form = parsed.get("form")
+    form = vars(asked).get("form")
     if form:
         return dict(form.items())
-    body = getattr(request, "_cached_json", (None, None))[0]
+    body = getattr(asked, "_cached_json", (None, None))[0]
     return body if isinstance(body, Mapping) else {}
 
 

@@ -19,6 +19,10 @@ the order the parts were set up in:
 ``request_id``
     The request's id and arrival time (the deadline's clock), before anything in
     the app can fail; every response is stamped with the id.
+``shed``
+    Load shedding: a request that queued too long is refused here, before Flask,
+    when nothing but the extension would see the refusal there; inside the id, so
+    that its answer carries it (see ``shedding``).
 ``deadline``
     With ``RESILIENCE_INTERRUPT_ON_DEADLINE``: the request is interrupted at its
     deadline and answered 504 here, inside the id (its answer carries it) and
@@ -63,7 +67,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, request
+from flask import (
+    Flask,
+    appcontext_popped,
+    appcontext_pushed,
+    appcontext_tearing_down,
+    request,
+    request_finished,
+    request_started,
+    request_tearing_down,
+)
 from flask.typing import ResponseReturnValue
 
 if TYPE_CHECKING:
@@ -75,6 +88,7 @@ LAYERS = (
     "in_flight",
     "proxies",
     "request_id",
+    "shed",
     "deadline",
     "session_guard",
 )
@@ -103,6 +117,9 @@ class RequestPath:
     """Checks that may answer: the rate limit."""
     settle_callbacks: list[Callable[[], None]] = field(default_factory=list)
     settled: bool = False
+    refusals_unseen: bool = False
+    """Whether a request refused in the first look meets no code but the extension's,
+    Flask-Limiter's and Flask-SQLAlchemy's in Flask (known once settled)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_layer(self, name: str, layer: Layer) -> None:
@@ -183,6 +200,7 @@ def settle(app: Flask, path: RequestPath) -> None:
         for callback in path.settle_callbacks:
             callback()
         _place(app, path)
+        path.refusals_unseen = _refusals_unseen(app, path)
         path.settled = True
 
 
@@ -202,6 +220,50 @@ def _place(app: Flask, path: RequestPath) -> None:
     # A new list rather than changes in place, so that a request going through the
     # old one in another thread does not see its functions shift.
     app.before_request_funcs[None] = [*placed, *own]
+
+
+_QUIET_HOOK_OWNERS = frozenset({"flask_resilience", "flask_limiter", "flask_sqlalchemy"})
+"""Whose hooks do nothing to a refused request: the extension's own, Flask-Limiter's
+(headers of the limits counted, and a refused request counted none) and
+Flask-SQLAlchemy's (removing a session that was never opened)."""
+
+_REQUEST_SIGNALS = (
+    request_started,
+    request_finished,
+    request_tearing_down,
+    appcontext_pushed,
+    appcontext_popped,
+    appcontext_tearing_down,
+)
+
+
+def _refusals_unseen(app: Flask, path: RequestPath) -> bool:
+    """No hook of another extension runs before the gate, none of the app's or another
+    extension's after a refusal, and no URL value preprocessor before either."""
+    ours = (path.first_look, path.gate, path.look_then_gate)
+    before = [f for f in app.before_request_funcs.get(None, ()) if f not in ours]
+    if not all(_belongs_to_app(app, f) for f in before):
+        return False
+    if any(app.url_value_preprocessors.values()):
+        return False
+    after = [
+        *(f for functions in app.after_request_funcs.values() for f in functions),
+        *(f for functions in app.teardown_request_funcs.values() for f in functions),
+        *app.teardown_appcontext_funcs,
+    ]
+    return all(_owner(f) in _QUIET_HOOK_OWNERS for f in after)
+
+
+def flask_signals_heard() -> bool:
+    """Whether anybody listens to Flask's signals of a request (sentry-sdk, a metrics
+    exporter): they must hear of refused requests too."""
+    return any(signal.receivers for signal in _REQUEST_SIGNALS)
+
+
+def _owner(function: Callable[..., Any]) -> str:
+    """The top-level package of ``function`` (of a partial's function)."""
+    module_name = getattr(getattr(function, "func", function), "__module__", None) or ""
+    return module_name.partition(".")[0]
 
 
 def _belongs_to_app(app: Flask, function: Callable[..., Any]) -> bool:

@@ -22,17 +22,23 @@ import json
 from collections.abc import Mapping
 from html import escape
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.sansio.response import Response as ResponseBase
+from werkzeug.wrappers import Request
 
 from . import log, signals
 from .errors import DatabaseUnavailable, ProblemError, RequestDeadlineExceeded
 from .outages import classify_database_error
 from .state import ResilienceState, get_state
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from .config import Settings
 
 PROBLEM_JSON = "application/problem+json"
 _NO_BODY_HEADERS = frozenset({"content-type", "content-length"})
@@ -127,45 +133,84 @@ def count_answer(error: BaseException) -> None:
 
 def problem_response(error: HTTPException, original: BaseException | None = None) -> Response:
     """The problem document for ``error``, as JSON or, for browsers, HTML."""
+    return _rendered(error, problem_body(error, original), _wants_html())
+
+
+def refusal_before_flask(app: Flask, environ: WSGIEnvironment, error: ProblemError) -> Response:
+    """What :func:`problem_response` answers ``error`` with, for a request that Flask
+    has not seen: no request context is pushed, so the answer costs the least."""
+    asked = Request(environ)
+    settings = get_state(app).settings
+    body = _document(
+        error,
+        error.description or _title(error.code or 503),
+        instance=asked.path,
+        request_id=log.state_of(environ).request_id,
+        trace_id=log.trace_of(environ).trace_id,
+        type_base=settings.problem_type_base,
+    )
+    return _rendered(error, body, _prefers_html(settings, asked))
+
+
+def _rendered(error: HTTPException, body: Mapping[str, Any], html: bool) -> Response:
     status = error.code or 500
-    body = problem_body(error, original)
     headers = {
         name: value for name, value in error.get_headers() if name.lower() not in _NO_BODY_HEADERS
     }
     if isinstance(error, ProblemError):
         headers.update(error.extra_headers)
     headers["Cache-Control"] = "no-store"
-    if _wants_html():
+    if html:
         return Response(_html(body), status, headers, mimetype="text/html")
     return Response(json.dumps(body, default=str), status, headers, mimetype=PROBLEM_JSON)
 
 
 def problem_body(error: HTTPException, original: BaseException | None = None) -> dict[str, Any]:
+    trace = log.current_trace()
+    return _document(
+        error,
+        _detail(error, original),
+        instance=request.path,
+        request_id=log.request_state().request_id,
+        trace_id=trace.trace_id if trace is not None else None,
+        type_base=get_state(current_app).settings.problem_type_base,
+    )
+
+
+def _document(
+    error: HTTPException,
+    detail: str,
+    *,
+    instance: str,
+    request_id: str,
+    trace_id: str | None,
+    type_base: str,
+) -> dict[str, Any]:
     status = error.code or 500
     body: dict[str, Any] = {
-        "type": problem_type(error),
+        "type": problem_type(error, type_base),
         "title": _title(status),
         "status": status,
-        "detail": _detail(error, original),
-        "instance": request.path,
-        "request_id": log.request_state().request_id,
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
     }
-    trace = log.current_trace()
-    if trace is not None:
-        body["trace_id"] = trace.trace_id
+    if trace_id is not None:
+        body["trace_id"] = trace_id
     if isinstance(error, ProblemError):
         body.update(_safe_members(error.members))
     return body
 
 
-def problem_type(error: HTTPException) -> str:
-    """The ``type`` URI of ``error``'s problem document (see :class:`ProblemError`)."""
+def problem_type(error: HTTPException, base: str) -> str:
+    """The ``type`` URI of ``error``'s problem document (see :class:`ProblemError`);
+    ``base`` is ``RESILIENCE_PROBLEM_TYPE_BASE``."""
     if not isinstance(error, ProblemError):
         return "about:blank"
     if error.problem_type:
         return error.problem_type
     if error.kind:
-        return get_state(current_app).settings.problem_type_base + error.kind
+        return base + error.kind
     return "about:blank"
 
 
@@ -194,15 +239,17 @@ def _log_message(error: HTTPException, original: BaseException | None) -> str:
 
 
 def _wants_html() -> bool:
+    return _prefers_html(get_state(current_app).settings, request)
+
+
+def _prefers_html(settings: Settings, asked: Request) -> bool:
     """Browsers get a page; API clients, and anything under an API prefix, get JSON."""
-    settings = get_state(current_app).settings
     forced = settings.error_format
     if forced != "auto":
         return bool(forced == "html")
-    prefixes = settings.api_prefixes
-    if any(request.path.startswith(prefix) for prefix in prefixes):
+    if any(asked.path.startswith(prefix) for prefix in settings.api_prefixes):
         return False
-    best = request.accept_mimetypes.best_match([PROBLEM_JSON, "application/json", "text/html"])
+    best = asked.accept_mimetypes.best_match([PROBLEM_JSON, "application/json", "text/html"])
     return best == "text/html"
 
 

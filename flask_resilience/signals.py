@@ -71,14 +71,15 @@ __all__ = [
 ]
 
 
-def send(signal: Any, **data: Any) -> None:
-    """Send ``signal`` with the current app as sender, and only when somebody listens.
+def send(signal: Any, app: Any = None, /, **data: Any) -> None:
+    """Send ``signal`` with ``app`` (by default the current app) as sender, and only
+    when somebody listens.
 
     A receiver that raises is not the caller's problem: it is left to the receiver
     (the extension's own never raise).
     """
     if signal.receivers:
-        signal.send(_current_app(), **data)
+        signal.send(app if app is not None else _current_app(), **data)
 
 
 def _current_app() -> Any:

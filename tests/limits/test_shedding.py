@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from flask import Flask
+from flask import Flask, Request, Response, request_finished, request_started
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from werkzeug.test import TestResponse
 
 from flask_resilience import ConfigurationError, Resilience
 from flask_resilience.shedding import arrival_time
@@ -124,3 +126,111 @@ def test_arrival_time_reads_every_unit_and_ignores_nonsense(
         assert result is None
     else:
         assert result is not None and math.isclose(result, expected)
+
+
+def shed(app: Flask, **headers: str) -> TestResponse:
+    return app.test_client().get("/work", headers={"X-Request-Start": stamp(3), **headers})
+
+
+def looked_at(answer: TestResponse) -> tuple[object, ...]:
+    """What a client sees of a shed answer, apart from the values of one request."""
+    body = answer.get_json()
+    return (
+        answer.status_code,
+        answer.mimetype,
+        answer.headers["Retry-After"],
+        answer.headers["Cache-Control"],
+        answer.headers["X-Request-ID"] == body["request_id"],
+        sorted(body),
+        body["type"],
+        body["instance"],
+    )
+
+
+def test_an_answer_given_before_flask_is_the_one_given_after_the_hooks(
+    make_app: Callable[..., Flask],
+) -> None:
+    quiet = make_app(RESILIENCE_MAX_QUEUE_TIME=0.5, RATELIMIT_ENABLED=False)
+    hooked = make_app(RESILIENCE_MAX_QUEUE_TIME=0.5, RATELIMIT_ENABLED=False)
+    opened: list[Flask] = []
+
+    class CountingSessions(SecureCookieSessionInterface):
+        def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+            opened.append(app)
+            return super().open_session(app, request)
+
+    for app in (quiet, hooked):
+        app.add_url_rule("/work", "work", lambda: "done")
+        app.session_interface = CountingSessions()
+
+    @hooked.after_request
+    def tag(response: Response) -> Response:
+        response.headers["X-Seen-By-The-App"] = "yes"
+        return response
+
+    for app in (quiet, hooked):
+        Resilience(app)
+    before_flask, through_flask = shed(quiet), shed(hooked)
+
+    assert "X-Seen-By-The-App" not in before_flask.headers
+    assert through_flask.headers["X-Seen-By-The-App"] == "yes"  # the app's hook ran
+    assert looked_at(before_flask) == looked_at(through_flask)
+    assert looked_at(before_flask)[:2] == (503, "application/problem+json")
+    # Answered before Flask, the quiet app's refusal opened no session, nor anything else.
+    assert opened == [hooked]
+
+
+def test_the_apps_handler_answers_a_shed_request(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RESILIENCE_MAX_QUEUE_TIME=0.5, RATELIMIT_ENABLED=False)
+    app.add_url_rule("/work", "work", lambda: "done")
+
+    @app.errorhandler(503)
+    def busy(error: Exception) -> tuple[str, int]:
+        return "busy, come back", 503
+
+    Resilience(app)
+    answer = shed(app)
+    assert (answer.status_code, answer.get_data(as_text=True)) == (503, "busy, come back")
+
+
+def test_listeners_of_flasks_request_signals_hear_a_shed_request(
+    shedding_app: tuple[Flask, list[str]],
+) -> None:
+    app, served = shedding_app
+    heard: list[str] = []
+
+    def started(sender: Flask, **_: object) -> None:
+        heard.append("started")
+
+    def finished(sender: Flask, response: Response, **_: object) -> None:
+        heard.append(f"finished {response.status_code}")
+
+    with request_started.connected_to(started, app), request_finished.connected_to(finished, app):
+        answer = shed(app)
+    assert answer.status_code == 503
+    assert heard == ["started", "finished 503"]
+    assert served == []
+
+
+def test_a_browser_gets_the_page_and_the_log_line_names_the_request(
+    shedding_app: tuple[Flask, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = shedding_app
+    with caplog.at_level(logging.INFO):
+        answer = shed(app, Accept="text/html,*/*;q=0.8", **{"X-Forwarded-For": "203.0.113.9"})
+    assert answer.status_code == 503
+    assert answer.mimetype == "text/html"
+    request_id = answer.headers["X-Request-ID"]
+    assert request_id in answer.get_data(as_text=True)
+    records = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+    assert len(records) == 1
+    record = records[0]
+    assert (record.levelno, record.method, record.path, record.status) == (  # type: ignore[attr-defined]
+        logging.WARNING,
+        "GET",
+        "/work",
+        503,
+    )
+    assert record.name == f"{app.name}.flask_resilience"
+    assert record.request["headers"]["X-Forwarded-For"] == "203.0.113.9"  # type: ignore[attr-defined]
+    assert app.test_client().get("/work").status_code == 200
