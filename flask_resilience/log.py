@@ -440,14 +440,13 @@ def log_error(
     )
 
 
-def log_refusal(app: Flask, environ: WSGIEnvironment, error: HTTPException) -> None:
+def log_refusal(app: Flask, asked: Request, error: HTTPException) -> None:
     """Log a refusal answered before Flask saw the request (a shed request), as
     :func:`log_error` logs it in a request: the same warning line and attributes."""
-    state = state_of(environ)
+    state = state_of(asked.environ)
     state.logged = True
     elapsed_ms = (time.perf_counter() - state.started) * 1000
-    asked = Request(environ)
-    trace = trace_of(environ)
+    trace = trace_of(asked.environ)
     context = {
         "request_id": state.request_id,
         "method": asked.method,

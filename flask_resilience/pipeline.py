@@ -35,7 +35,8 @@ the order the parts were set up in:
 Inside Flask, the ``before_request`` functions of the app run in this order:
 
 1. :meth:`RequestPath.first_look`, first of all. It decides, without answering,
-   whether the request is refused: load shedding reads ``X-Request-Start`` (a shed
+   whether the request is refused: load shedding refuses a request that the
+   ``shed`` layer let through because the refusal would be seen here (a shed
    request does no other work, the session checks included), and the session
    checks clear a session that must not be trusted before any extension or the
    app reads it. Answering here would skip the hooks behind it, the span of a
@@ -260,15 +261,19 @@ def flask_signals_heard() -> bool:
     return any(signal.receivers for signal in _REQUEST_SIGNALS)
 
 
+def _module_name(function: Callable[..., Any]) -> str:
+    """The module of ``function`` (of a partial's function)."""
+    return getattr(getattr(function, "func", function), "__module__", None) or ""
+
+
 def _owner(function: Callable[..., Any]) -> str:
-    """The top-level package of ``function`` (of a partial's function)."""
-    module_name = getattr(getattr(function, "func", function), "__module__", None) or ""
-    return module_name.partition(".")[0]
+    """The top-level package of ``function``."""
+    return _module_name(function).partition(".")[0]
 
 
 def _belongs_to_app(app: Flask, function: Callable[..., Any]) -> bool:
     """Whether ``function`` is the app's own code rather than an installed extension's."""
-    module_name = getattr(getattr(function, "func", function), "__module__", None) or ""
+    module_name = _module_name(function)
     if module_name.partition(".")[0] == app.import_name.partition(".")[0]:
         return True
     module = sys.modules.get(module_name)

@@ -36,8 +36,6 @@ from .outages import classify_database_error
 from .state import ResilienceState, get_state
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
-
     from .config import Settings
 
 PROBLEM_JSON = "application/problem+json"
@@ -136,10 +134,10 @@ def problem_response(error: HTTPException, original: BaseException | None = None
     return _rendered(error, problem_body(error, original), _wants_html())
 
 
-def refusal_before_flask(app: Flask, environ: WSGIEnvironment, error: ProblemError) -> Response:
+def refusal_before_flask(app: Flask, asked: Request, error: ProblemError) -> Response:
     """What :func:`problem_response` answers ``error`` with, for a request that Flask
     has not seen: no request context is pushed, so the answer costs the least."""
-    asked = Request(environ)
+    environ = asked.environ
     settings = get_state(app).settings
     body = _document(
         error,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from flask import Flask, request
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.wrappers import Request
 
 from . import log, pipeline, problems, signals
 from .errors import ProblemError
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 HEADER = "X-Request-Start"
 RETRY_AFTER = 1
+
+_STAMP = "HTTP_" + HEADER.upper().replace("-", "_")
+_WAITED = "flask_resilience.queue_seconds"
+"""Where the layer leaves the wait of a request it lets Flask refuse."""
 
 # Proxies write seconds, milliseconds or microseconds since the epoch; the
 # magnitude tells which (a time in seconds stays below 1e10 until the year 2286).
@@ -90,9 +95,9 @@ def init_app(app: Flask, state: ResilienceState) -> None:
             if waited is None:
                 return wsgi_app(environ, start_response)
             if unseen():
-                error = _overloaded(app, waited)
-                log.log_refusal(app, environ, error)
-                return problems.refusal_before_flask(app, environ, error)(environ, start_response)
+                error, asked = _overloaded(app, waited), Request(environ)
+                log.log_refusal(app, asked, error)
+                return problems.refusal_before_flask(app, asked, error)(environ, start_response)
             environ[_WAITED] = waited
             return wsgi_app(environ, start_response)
 
@@ -112,12 +117,9 @@ def init_app(app: Flask, state: ResilienceState) -> None:
     state.path.add_look(app, shed_stale_request, first=True)
 
 
-_WAITED = "flask_resilience.queue_seconds"
-
-
 def _queued_too_long(environ: WSGIEnvironment, exempt: str, limit: float) -> float | None:
     """The seconds the request waited, when it waited longer than ``limit``; else None."""
-    stamp = environ.get("HTTP_X_REQUEST_START")
+    stamp = environ.get(_STAMP)
     if stamp is None or ("/" + environ.get("PATH_INFO", "").lstrip("/")).startswith(exempt):
         return None
     arrived = arrival_time(stamp)

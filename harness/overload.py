@@ -564,7 +564,11 @@ still unanswered; a client gives up after {openloop.TIMEOUT:g} s. Its latency co
 from that scheduled moment, which it also carries as `X-Request-Start: t=<epoch
 seconds>`, the stamp nginx or a cloud load balancer would add on arrival. The
 requests come from {openloop.CLIENTS} client addresses in `X-Forwarded-For`, as behind one
-proxy, and each connection is closed as soon as its answer is in, as a proxy closes it.
+proxy. Each client shuts its sending side once its request is out (it sends
+nothing more) and closes as soon as its answer is in: gunicorn's sync worker
+lingers after every answer until the client has closed (as RFC 9112 advises), and
+a proxy in front ends that at once, where a Python client on the same two cores
+took milliseconds, worker time no deployment spends.
 
 1. **Capacity**, of the plain app: runs of {plan.step_seconds:g} s at a rate doubled from
    {plan.first_rate:g}/s until one is not served (every answer 2xx and p99 under
@@ -597,12 +601,14 @@ a worker still serves each one it accepts, for a client that has gone. With the
 extension a request that waited more than {MAX_QUEUE_TIME:g} s is answered 503 at once, so
 the queue stays about {MAX_QUEUE_TIME:g} s long: the requests served waited just under
 that, and none waits until its client gives up. Each 503 still costs a worker an
-accepted connection, a parsed request, the refusal (its problem document and its
-log line) and the wait for the client's close (gunicorn's sync worker lingers
-after every answer until the client closes, as RFC 9112 advises), and every
-offered request costs the generator a connection, on the same cores: the more of
-the machine that takes, the fewer requests the workers serve, and the longer each
-served request takes.
+accepted connection, a request parsed by gunicorn and the refusal (answered before
+Flask, with its problem document and its log line), and every offered request
+costs the generator a connection, on the same cores: the more of the machine that
+takes, the fewer requests the workers serve, and the longer each served request
+takes. A served request costs more with the extension too: its rate limit in Redis
+(a round trip to count it, two more to read the window for the `X-RateLimit-*`
+headers) and the pool's pre-ping, so that with every worker busy the app with the
+extension serves fewer requests a second than the plain app at its capacity.
 
 ![Offered and answered requests per second, and the p99 of successes, for both runs]({plot_name})
 
