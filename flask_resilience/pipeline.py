@@ -257,8 +257,11 @@ def _refusals_unseen(app: Flask, path: RequestPath) -> bool:
 
 def flask_signals_heard() -> bool:
     """Whether anybody listens to Flask's signals of a request (sentry-sdk, a metrics
-    exporter): they must hear of refused requests too."""
-    return any(signal.receivers for signal in _REQUEST_SIGNALS)
+    exporter): they must hear of refused requests too. A muted signal (blinker's
+    ``Signal.muted()``) is heard by nobody."""
+    return any(
+        signal.receivers and not getattr(signal, "is_muted", False) for signal in _REQUEST_SIGNALS
+    )
 
 
 def _module_name(function: Callable[..., Any]) -> str:
